@@ -1,0 +1,144 @@
+"""Removes what one lab created, found through its prefix and state file, and nothing else.
+
+The same routine ends a lab normally (`twin down`, the context manager) and after a crash
+(`twin clean`), so teardown has one code path that is exercised on every run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from twin.ports import release_ports
+from twin.registry import lab_dir
+from twin.state import LabState, pid_alive
+
+
+@dataclass
+class CleanReport:
+    prefix: str
+    killed: list[int] = field(default_factory=list)
+    bridges: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.prefix}: {len(self.killed)} processes, {len(self.bridges)} bridges, "
+                f"{len(self.links)} links removed")
+
+
+def netns_inode(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def lab_processes(inodes: set[int], prefix: str) -> list[int]:
+    """Every process inside one of the lab's namespaces, plus the lab's own Mininet shells."""
+    mine = []
+    tag = f"mininet:{prefix}"
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid == me:
+            continue
+        ino = netns_inode(pid)
+        if (ino and ino in inodes) or tag in _cmdline(pid):
+            mine.append(pid)
+    return mine
+
+
+def _kill_all(pids: list[int], grace_s: float = 2.0) -> list[int]:
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            killed.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(pid_alive(p) for p in killed):
+        time.sleep(0.02)
+    for pid in killed:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid in killed:  # reap our own children so they do not linger as zombies
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return killed
+
+
+def bridges_with_prefix(prefix: str) -> list[str]:
+    out = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True, timeout=15)
+    return [b for b in out.stdout.split() if b.startswith(prefix)]
+
+
+def links_with_prefix(prefix: str) -> list[str]:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return [l.get_attr("IFLA_IFNAME") for l in ipr.get_links()
+                if (l.get_attr("IFLA_IFNAME") or "").startswith(prefix)]
+
+
+def clean_lab(prefix: str, state: LabState | None = None, keep_dir: bool = False) -> CleanReport:
+    from twin.controller_process import stop_controller
+
+    report = CleanReport(prefix)
+    if state is None:
+        try:
+            state = LabState.load(prefix)
+        except (OSError, ValueError, TypeError):
+            state = None
+    if state is not None and state.controller_pid:
+        stop_controller(state.controller_pid)
+        report.killed.append(state.controller_pid)
+    inodes: set[int] = set()
+    root_pids: list[int] = []
+    if state is not None:
+        inodes = {n.netns for n in state.nodes.values() if n.netns}
+        root_pids = [p for p in state.root_pids + state.extra_pids if f"mininet:{prefix}" in _cmdline(p)
+                     or p in state.extra_pids]
+    pids = sorted(set(lab_processes(inodes, prefix)) | {p for p in root_pids if pid_alive(p)})
+    report.killed += _kill_all(pids)
+
+    bridges = bridges_with_prefix(prefix)
+    if bridges:
+        cmd = ["ovs-vsctl", "--timeout=20"]
+        for br in bridges:
+            cmd += ["--", "--if-exists", "del-br", br]
+        subprocess.run(cmd, capture_output=True, timeout=30)
+        report.bridges = bridges
+    from pyroute2 import IPRoute
+
+    leftover = links_with_prefix(prefix)
+    if leftover:
+        with IPRoute() as ipr:
+            for name in leftover:
+                try:
+                    ipr.link("del", ifname=name)
+                    report.links.append(name)
+                except Exception:  # already gone with its peer
+                    pass
+    release_ports(prefix)
+    if not keep_dir:
+        shutil.rmtree(lab_dir(prefix), ignore_errors=True)
+    return report

@@ -1,0 +1,303 @@
+"""`twin`: the command line, shaped like docker/containerlab (up, down, status, exec, graph, ...).
+
+Exit codes: 0 ok, 1 the lab or operation failed, 2 bad input (a wrong lab file or argument).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin.errors import LabError, LabFileError, LabNotFound
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital-twin labs for high-availability network systems.")
+fault_app = typer.Typer(no_args_is_help=True, help="Break things in a running lab (each fault is timestamped).")
+app.add_typer(fault_app, name="fault")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+LabOpt = typer.Option(None, "--lab", "-l", help="lab name or prefix (default: the only running lab)")
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {msg}" if err.is_terminal else f"error: {msg}")
+    raise typer.Exit(code)
+
+
+def _attach(ref: Optional[str]):
+    from twin.running import RunningLab
+
+    try:
+        return RunningLab.attach(ref)
+    except LabNotFound as exc:
+        _fail(str(exc), 2)
+
+
+def _load(path: Path):
+    from twin.lab import load_lab
+
+    try:
+        return load_lab(path)
+    except LabFileError as exc:
+        for p in exc.problems:
+            err.print(str(p), markup=False)
+        err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {path}; nothing started")
+        raise typer.Exit(2)
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="lab files to check")) -> None:
+    """Check lab files; report every problem with file, line and field path."""
+    from twin.lab import load_lab
+
+    bad = 0
+    for f in files:
+        try:
+            m = load_lab(f)
+            out.print(f"{f}: ok ({len(m.spec.nodes)} nodes, {len(m.spec.links)} links)")
+        except LabFileError as exc:
+            bad += 1
+            for p in exc.problems:
+                err.print(str(p), markup=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the lab file JSON Schema (for editors)."""
+    from twin.lab.schema import LabSpec
+
+    out.print_json(json.dumps(LabSpec.model_json_schema()))
+
+
+@app.command()
+def up(file: Path = typer.Argument(..., help="lab file (YAML)"),
+       timeout: float = typer.Option(120.0, help="seconds to wait for the lab to be ready"),
+       as_json: bool = typer.Option(False, "--json", help="print the lab's status as JSON")) -> None:
+    """Boot a lab and leave it running (a supervisor process owns it until `twin down`)."""
+    from twin.naming import allocate_prefix
+    from twin.registry import lab_dir
+    from twin.state import LabState, pid_alive
+
+    model = _load(file)
+    prefix = allocate_prefix(model.name)
+    logf = lab_dir(prefix) / "supervisor.log"
+    with open(logf, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "twin.supervisor", str(file.resolve()), "--prefix", prefix,
+                                 "--timeout", str(timeout)], stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    seen = 0
+    status = err.status(f"booting {model.name} ({prefix})") if err.is_terminal and not as_json else None
+    if status:
+        status.start()
+    try:
+        deadline = time.monotonic() + timeout + 15
+        result = None
+        while time.monotonic() < deadline:
+            lines = logf.read_text(errors="replace").splitlines()
+            for line in lines[seen:]:
+                if line.startswith("PROGRESS ") and status:
+                    status.update(f"{model.name} ({prefix}): {line[9:]}")
+                elif line == "READY" or line.startswith("FAILED "):
+                    result = line
+            seen = len(lines)
+            if result or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        if status:
+            status.stop()
+    if result != "READY":
+        try:
+            why = LabState.load(prefix).error
+        except Exception:
+            why = None
+        if pid_alive(proc.pid):
+            proc.terminate()
+        tail = "\n".join(logf.read_text(errors="replace").splitlines()[-15:]) if logf.exists() else ""
+        _fail(f"lab {model.name} did not come up: {why or (result or 'timed out')}\n{tail}")
+    _print_status(_attach(prefix), as_json)
+    if model.spec.message and not as_json:
+        out.print(model.spec.message.rstrip(), markup=False)
+
+
+@app.command()
+def down(lab: Optional[str] = LabOpt, all_labs: bool = typer.Option(False, "--all", help="stop every lab")) -> None:
+    """Stop a lab and remove everything it created."""
+    from twin.cleanup import clean_lab
+    from twin.running import RunningLab
+    from twin.state import all_states, pid_alive
+
+    targets = [RunningLab(s) for s in all_states()] if all_labs else [_attach(lab)]
+    for rl in targets:
+        st = rl.state
+        if st.owner_pid and pid_alive(st.owner_pid) and st.owner_pid != os.getpid():
+            os.kill(st.owner_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while pid_alive(st.owner_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        rep = clean_lab(st.prefix)  # idempotent: removes anything the owner left
+        out.print(f"lab {st.name} ({st.prefix}) is down")
+        del rep
+
+
+@app.command()
+def clean(lab: Optional[str] = LabOpt,
+          force: bool = typer.Option(False, "--force", help="also clean labs whose owner is still running")) -> None:
+    """Remove the leftovers of labs whose owning process died (found by their recorded prefix)."""
+    from twin.cleanup import clean_lab
+    from twin.state import LabState, all_prefixes, pid_alive
+
+    cleaned = 0
+    for prefix in all_prefixes():
+        try:
+            st = LabState.load(prefix)
+        except Exception:
+            st = None
+        if lab and (st is None or lab not in (st.name, st.prefix)) and lab != prefix:
+            continue
+        if st is not None and pid_alive(st.owner_pid) and not force:
+            if lab:
+                out.print(f"lab {st.name} ({prefix}) is running (owner pid {st.owner_pid}); use 'twin down' or --force")
+            continue
+        rep = clean_lab(prefix, st)
+        out.print(rep.summary())
+        cleaned += 1
+    if not cleaned:
+        out.print("nothing to clean")
+
+
+def _print_status(rl, as_json: bool) -> None:
+    rows = rl.status()
+    if as_json:
+        out.print_json(json.dumps({"lab": rl.name, "prefix": rl.prefix, "phase": rl.state.phase,
+                                   "controller": {"of_port": rl.state.of_port, "api_socket": rl.state.api_socket},
+                                   "nodes": rows}))
+        return
+    t = Table(title=f"lab {rl.name} ({rl.prefix}) {rl.state.phase}", title_justify="left")
+    for col in ("node", "kind", "mgmt", "state", "addresses"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["node"], r["kind"], (r["mgmt"] or "").split("/")[0], r["state"],
+                  " ".join(f"{i}={a}" for i, a in r["addresses"].items()) or r.get("bridge", ""))
+    out.print(t)
+
+
+@app.command()
+def status(lab: Optional[str] = LabOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show each node's kind, management address and state."""
+    from twin.state import all_states, pid_alive
+
+    states = all_states()
+    if lab is None and len(states) != 1:
+        if as_json:
+            out.print_json(json.dumps([{"lab": s.name, "prefix": s.prefix, "phase": s.phase,
+                                        "owner_alive": pid_alive(s.owner_pid)} for s in states]))
+            return
+        if not states:
+            out.print("no labs running")
+            return
+        t = Table(title="labs")
+        for col in ("lab", "prefix", "phase", "owner"):
+            t.add_column(col)
+        for s in states:
+            t.add_row(s.name, s.prefix, s.phase, f"{s.owner_pid}{'' if pid_alive(s.owner_pid) else ' (dead: twin clean)'}")
+        out.print(t)
+        return
+    _print_status(_attach(lab), as_json)
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(node: str = typer.Argument(..., help="node to run the command in"),
+          cmd: list[str] = typer.Argument(None, help="command (after --)"),
+          lab: Optional[str] = LabOpt) -> None:
+    """Run a command inside a node's network namespace: twin exec h1 -- ping -c1 10.10.1.11"""
+    rl = _attach(lab)
+    try:
+        argv = rl.nodes.wrap(node, cmd or ["bash"])
+    except KeyError as exc:
+        _fail(str(exc), 2)
+    os.execv(argv[0], argv)
+
+
+@app.command()
+def graph(file: Optional[Path] = typer.Argument(None, help="lab file (default: the running lab)"),
+          output: Path = typer.Option(Path("lab.svg"), "-o", "--output", help=".svg, .png or .dot"),
+          lab: Optional[str] = LabOpt) -> None:
+    """Draw the topology with graphviz (a running lab is coloured by node state)."""
+    from twin.graph import dot_source, render, running_dot
+
+    dot = dot_source(_load(file)) if file else running_dot(_attach(lab))
+    render(dot, output)
+    out.print(f"wrote {output}")
+
+
+def _fault(fn, *args) -> None:
+    try:
+        f = fn(*args)
+    except LabError as exc:
+        _fail(str(exc), 2)
+    except subprocess.CalledProcessError as exc:
+        _fail(f"{' '.join(map(str, exc.cmd))}: {exc.stderr or exc}")
+    ts = time.strftime("%H:%M:%S", time.localtime(f.time)) + f".{int(f.time * 1000) % 1000:03d}"
+    out.print(f"{ts} {f.kind} {f.target}")
+
+
+@fault_app.command("link-down")
+def f_link_down(endpoint: str = typer.Argument(..., help="one end of the link, e.g. r1:eth1"), lab: Optional[str] = LabOpt) -> None:
+    """Take a link down at both ends."""
+    _fault(_attach(lab).faults.link_down, endpoint)
+
+
+@fault_app.command("link-up")
+def f_link_up(endpoint: str = typer.Argument(..., help="one end of the link, e.g. r1:eth1"), lab: Optional[str] = LabOpt) -> None:
+    """Bring a link back up."""
+    _fault(_attach(lab).faults.link_up, endpoint)
+
+
+@fault_app.command("power-off")
+def f_power_off(node: str, lab: Optional[str] = LabOpt) -> None:
+    """Power a node off: every link of it down, management included."""
+    _fault(_attach(lab).faults.power_off, node)
+
+
+@fault_app.command("power-on")
+def f_power_on(node: str, lab: Optional[str] = LabOpt) -> None:
+    """Power a node back on."""
+    _fault(_attach(lab).faults.power_on, node)
+
+
+@fault_app.command("kill")
+def f_kill(node: str, signal_name: str = typer.Option("KILL", "--signal", "-s"),
+           match: Optional[str] = typer.Option(None, help="only processes whose command line contains this"),
+           lab: Optional[str] = LabOpt) -> None:
+    """Signal the processes running in a node (KILL by default; STOP freezes them)."""
+    _fault(_attach(lab).faults.kill, node, signal_name, match)
+
+
+@fault_app.command("controller-restart")
+def f_ctl_restart(lab: Optional[str] = LabOpt) -> None:
+    """Restart the OpenFlow controller and wait for every switch to reconnect."""
+    _fault(_attach(lab).faults.restart_controller)
+
+
+def main() -> None:
+    try:
+        app()
+    except LabError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Whole-lab rules: each broken rule becomes a Problem pointing at the field that breaks it."""
+from __future__ import annotations
+
+import ipaddress
+
+from twin.errors import Problem
+from twin.lab.schema import (IFNAME_MAX, IFNAME_RE, KINDS, NODE_NAME_MAX, NODE_NAME_RE, PREFIX_LEN,
+                             LabSpec)
+
+RESERVED_INTFS = {"lo", "mgmt0"}
+
+
+def check_lab(spec: LabSpec) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(path: str, msg: str) -> None:
+        problems.append(Problem(path, msg))
+
+    node_names = list(spec.nodes)
+    known = ", ".join(node_names)
+    for name, node in spec.nodes.items():
+        path = f"nodes.{name}"
+        if not NODE_NAME_RE.match(name):
+            bad(path, f"node name {name!r} must start with a letter and hold only letters, digits and '_'")
+        if len(name) > NODE_NAME_MAX:
+            bad(path, f"node name {name!r} is {len(name)} characters; at most {NODE_NAME_MAX}")
+        kind = node.kind or spec.defaults.kind
+        if kind not in KINDS:
+            bad(f"{path}.kind", f"unknown kind {kind!r}; expected one of: {', '.join(sorted(KINDS))}")
+            continue
+        if KINDS[kind].switch:
+            # the bridge is named <prefix><switch> in the root namespace
+            if PREFIX_LEN + len(name) > IFNAME_MAX:
+                bad(path, f"switch name {name!r} is too long for a Linux interface: with the "
+                          f"{PREFIX_LEN}-character lab prefix it needs {PREFIX_LEN + len(name)} of "
+                          f"{IFNAME_MAX} characters; use at most {IFNAME_MAX - PREFIX_LEN}")
+            for field in ("gateway", "routes", "mgmt_ipv4"):
+                if getattr(node, field):
+                    bad(f"{path}.{field}", f"a switch is layer 2 and takes no {field}")
+            for intf, ispec in node.interfaces.items():
+                if ispec.ipv4 is not None:
+                    bad(f"{path}.interfaces.{intf}.ipv4", "a switch port takes no IP address")
+        for intf in node.interfaces:
+            if intf in RESERVED_INTFS:
+                bad(f"{path}.interfaces.{intf}", f"interface name {intf!r} is reserved by the lab")
+
+    # links
+    used: dict[tuple[str, str], str] = {}
+    for i, link in enumerate(spec.links):
+        lpath = f"links[{i}]"
+        ends_ok = True
+        for j, ep in enumerate(link.endpoints):
+            epath = f"{lpath}.endpoints[{j}]"
+            if ep.node not in spec.nodes:
+                bad(epath, f"unknown node {ep.node!r} in {ep}; nodes are: {known}")
+                ends_ok = False
+                continue
+            if not IFNAME_RE.match(ep.intf):
+                bad(epath, f"interface name {ep.intf!r} must start with a letter and hold only letters, digits, '_' and '.'")
+            elif ep.intf in RESERVED_INTFS:
+                bad(epath, f"interface name {ep.intf!r} is reserved by the lab (management and loopback)")
+            if len(ep.intf) > IFNAME_MAX:
+                bad(epath, f"interface name {ep.intf!r} is {len(ep.intf)} characters; Linux allows {IFNAME_MAX}")
+            elif ep.node in spec.nodes and spec.is_switch(ep.node):
+                root_name = f"{ep.node}-{ep.intf}"
+                if PREFIX_LEN + len(root_name) > IFNAME_MAX:
+                    bad(epath, f"switch port {ep} is too long for a Linux interface: it becomes "
+                               f"'<prefix>{root_name}', {PREFIX_LEN + len(root_name)} characters, over "
+                               f"Linux's {IFNAME_MAX}; shorten the switch or interface name "
+                               f"(at most {IFNAME_MAX - PREFIX_LEN - 1} characters together)")
+            key = (ep.node, ep.intf)
+            if key in used:
+                bad(epath, f"{ep} is already used by {used[key]}")
+            else:
+                used[key] = lpath
+        if not ends_ok:
+            continue
+        a, b = link.endpoints
+        if a.node == b.node:
+            bad(lpath, f"link connects {a.node} to itself")
+        sw = [spec.is_switch(e.node) for e in link.endpoints]
+        if link.vlan is not None and not any(sw):
+            bad(f"{lpath}.vlan", "a VLAN needs a switch on one end of the link (it is the switch port's access VLAN)")
+        if link.trunk is not None and not all(sw):
+            bad(f"{lpath}.trunk", "trunk VLANs apply to switch-to-switch links only")
+        if link.vlan is not None and all(sw):
+            bad(f"{lpath}.vlan", "a switch-to-switch link is a trunk: use 'trunk: [VLAN, ...]'")
+
+    # interfaces declared on nodes must be wired
+    for name, node in spec.nodes.items():
+        for intf in node.interfaces:
+            if (name, intf) not in used and intf not in RESERVED_INTFS:
+                bad(f"nodes.{name}.interfaces.{intf}", f"{name}:{intf} is not an endpoint of any link")
+
+    # gateways, routes
+    for name, node in spec.nodes.items():
+        if node.gateway is not None:
+            try:
+                ipaddress.IPv4Address(node.gateway)
+            except ValueError:
+                if node.gateway not in spec.nodes:
+                    bad(f"nodes.{name}.gateway", f"{node.gateway!r} is neither an IPv4 address nor a node; nodes are: {known}")
+                elif spec.is_switch(node.gateway):
+                    bad(f"nodes.{name}.gateway", f"{node.gateway!r} is a switch and cannot be a gateway")
+
+    # address clashes among explicit addresses
+    seen_ip: dict[ipaddress.IPv4Address, str] = {}
+    for name, node in spec.nodes.items():
+        for intf, ispec in node.interfaces.items():
+            if ispec.ipv4 is None:
+                continue
+            path = f"nodes.{name}.interfaces.{intf}.ipv4"
+            ip = ispec.ipv4.ip
+            if ip in (ispec.ipv4.network.network_address, ispec.ipv4.network.broadcast_address) and ispec.ipv4.network.prefixlen < 31:
+                bad(path, f"{ispec.ipv4} is the network or broadcast address of its subnet")
+            if ip in seen_ip:
+                bad(path, f"address clash: {ip} is also given to {seen_ip[ip]}")
+            else:
+                seen_ip[ip] = f"{name}:{intf}"
+        if node.mgmt_ipv4 is not None:
+            path = f"nodes.{name}.mgmt_ipv4"
+            if node.mgmt_ipv4 not in spec.mgmt.network:
+                bad(path, f"{node.mgmt_ipv4} is outside the management network {spec.mgmt.network}")
+            if node.mgmt_ipv4 in seen_ip:
+                bad(path, f"address clash: {node.mgmt_ipv4} is also given to {seen_ip[node.mgmt_ipv4]}")
+            else:
+                seen_ip[node.mgmt_ipv4] = f"{name}:mgmt0"
+
+    # groups
+    for gname, group in spec.groups.items():
+        for k, member in enumerate(group.members):
+            if member not in spec.nodes:
+                bad(f"groups.{gname}.members[{k}]", f"unknown node {member!r}; nodes are: {known}")
+
+    # the management station name
+    st = spec.mgmt.station
+    if spec.mgmt.enabled and st:
+        if not NODE_NAME_RE.match(st):
+            bad("mgmt.station", f"station name {st!r} must start with a letter and hold only letters, digits and '_'")
+        elif st in spec.nodes and spec.is_switch(st):
+            bad("mgmt.station", f"{st!r} is a switch; the management station must be a host")
+
+    for k, app in enumerate(spec.controller.apps):
+        if not all(part.isidentifier() for part in app.split(".")):
+            bad(f"controller.apps[{k}]", f"{app!r} is not a Python module path like controllers.twin_base")
+    return problems

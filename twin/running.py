@@ -1,0 +1,169 @@
+"""Operations on a running lab, working only from its state file.
+
+The process that booted a lab and any other process (`twin exec`, a test, a fault injector) use the
+same class, so a lab started with `twin up` is driven exactly like one started by a pytest fixture.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from twin.errors import LabError, LabNotFound
+from twin.nodeexec import NodeExec
+from twin.state import LabState, LinkState, all_states, pid_alive
+
+
+class RunningLab:
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+
+    # ---- finding labs -------------------------------------------------------------------------
+    @classmethod
+    def attach(cls, ref: str | None = None) -> "RunningLab":
+        """The lab named `ref` (lab name or prefix), or the only running lab when `ref` is None."""
+        states = [s for s in all_states() if s.phase in ("ready", "booting")]
+        if ref is not None:
+            states = [s for s in states if ref in (s.name, s.prefix)]
+        if len(states) == 1:
+            return cls(states[0])
+        if not states:
+            raise LabNotFound(f"no running lab{' named ' + repr(ref) if ref else ''}; start one with 'twin up FILE'")
+        listed = ", ".join(f"{s.name} ({s.prefix})" for s in states)
+        raise LabNotFound(f"several labs are running: {listed}; name one with --lab NAME|PREFIX")
+
+    def reload(self) -> None:
+        self.state = LabState.load(self.state.prefix)
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def prefix(self) -> str:
+        return self.state.prefix
+
+    @property
+    def dir(self) -> Path:
+        return self.state.dir
+
+    # ---- reaching nodes -----------------------------------------------------------------------
+    @property
+    def nodes(self) -> NodeExec:
+        return NodeExec({n: s.pid for n, s in self.state.nodes.items() if s.pid})
+
+    def node_names(self, kind: str | None = None) -> list[str]:
+        return [n for n, s in self.state.nodes.items() if kind is None or s.kind == kind]
+
+    def address(self, node: str, intf: str | None = None) -> str:
+        """A node's data address (its first interface's unless `intf` is given), without the length."""
+        st = self._node(node)
+        if intf == "mgmt0":
+            if not st.mgmt_ip:
+                raise LabError(f"{node} has no management address")
+            return st.mgmt_ip.split("/")[0]
+        items = [(i, a) for i, a in st.interfaces.items() if a and (intf is None or i == intf)]
+        if not items:
+            raise LabError(f"{node}{':' + intf if intf else ''} has no IPv4 address "
+                           f"(interfaces: {', '.join(st.interfaces) or 'none'})")
+        return items[0][1].split("/")[0]
+
+    def mgmt_address(self, node: str) -> str:
+        return self.address(node, "mgmt0")
+
+    def _node(self, node: str):
+        try:
+            return self.state.nodes[node]
+        except KeyError:
+            raise LabError(f"no node named {node!r} in lab {self.name} "
+                           f"(nodes: {', '.join(self.state.nodes)})") from None
+
+    # ---- controller and switches ----------------------------------------------------------------
+    @property
+    def controller(self):
+        from twin.controller_client import ControllerClient
+
+        return ControllerClient(self.state.api_socket)
+
+    def switch_names(self) -> list[str]:
+        return list(self.state.switches)
+
+    def bridge(self, switch: str) -> str:
+        try:
+            return self.state.switches[switch]["bridge"]
+        except KeyError:
+            raise LabError(f"no switch named {switch!r} in lab {self.name} "
+                           f"(switches: {', '.join(self.state.switches)})") from None
+
+    def dump_flows(self, switch: str) -> str:
+        """`ovs-ofctl dump-flows` of one switch, the evidence a network engineer reads first."""
+        out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.bridge(switch)],
+                             capture_output=True, text=True, timeout=15)
+        return out.stdout if out.returncode == 0 else out.stderr
+
+    def dump_ports(self, switch: str) -> str:
+        out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-ports-desc", self.bridge(switch)],
+                             capture_output=True, text=True, timeout=15)
+        return out.stdout if out.returncode == 0 else out.stderr
+
+    def controller_log(self) -> str:
+        try:
+            return Path(self.state.controller_log).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # ---- links ----------------------------------------------------------------------------------
+    def find_link(self, a: str, b: str | None = None) -> LinkState:
+        """A link by one endpoint ("h1:eth1"), or by its two nodes ("h1", "s1")."""
+        for link in self.state.links:
+            ends = (link.a, link.b)
+            if b is None:
+                if a in ends:
+                    return link
+            else:
+                nodes = {e.split(":")[0] for e in ends}
+                if {a, b} == nodes or {a, b} == set(ends):
+                    return link
+        shown = ", ".join(f"{l.a}--{l.b}" for l in self.state.links)
+        raise LabError(f"no link {a}{' -- ' + b if b else ''} in lab {self.name} (links: {shown})")
+
+    def links_of(self, node: str) -> list[LinkState]:
+        return [l for l in self.state.links if node in (l.a.split(":")[0], l.b.split(":")[0])]
+
+    # ---- status and events ----------------------------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, st in self.state.nodes.items():
+            if st.kind == "switch":
+                continue
+            alive = pid_alive(st.pid)
+            state = "running" if alive else "down"
+            if alive and st.admin != "up":
+                state = st.admin
+            rows.append({"node": name, "kind": st.kind, "mgmt": st.mgmt_ip, "state": state,
+                         "addresses": {i: a for i, a in st.interfaces.items() if a}})
+        for name, sw in self.state.switches.items():
+            rows.append({"node": name, "kind": "switch", "mgmt": None, "state": sw.get("state", "running"),
+                         "addresses": {}, "bridge": sw["bridge"]})
+        return rows
+
+    def record_event(self, kind: str, **data: Any) -> dict[str, Any]:
+        """Append to the lab's event timeline; faults record here so recovery is measured from them."""
+        ev = {"time": time.time(), "kind": kind, **data}
+        with open(self.dir / "events.jsonl", "a") as fh:
+            fh.write(json.dumps(ev) + "\n")
+        return ev
+
+    def events(self) -> list[dict[str, Any]]:
+        try:
+            return [json.loads(line) for line in (self.dir / "events.jsonl").read_text().splitlines() if line]
+        except OSError:
+            return []
+
+    @property
+    def faults(self):
+        from twin.faults import Faults
+
+        return Faults(self)

@@ -8,7 +8,9 @@ ever hidden or made ambiguous.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -94,9 +96,15 @@ def resolve_port(value: object, ports: Mapping[int, str], prefix: str, switch: s
     for no, ovs_name in ports.items():
         if ovs_name == name:
             return no
-    shown = [short_port_name(n, prefix, switch) for no, n in sorted(ports.items()) if no <= ofp.OFPP_MAX]
+    shown = sorted((short_port_name(n, prefix, switch) for no, n in ports.items() if no <= ofp.OFPP_MAX),
+                   key=natural_key)
     known = ", ".join(shown) if shown else "none known"
     raise ApiError(400, f"{where}: no port named {name} on switch {switch} (ports: {known})")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that puts eth2 before eth10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def port_label(port_no: int, ports: Mapping[int, str], prefix: str, switch: str) -> str | int:

@@ -31,7 +31,7 @@ stamp=.venv/.twin-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "install.sh: pip install -e '.[test]' into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v "is ignored: it is neither" >&2)
     echo "$want" > "$stamp"
 fi
 

@@ -99,7 +99,7 @@ class Lab(RunningLab):
         from mininet.net import Mininet
         from mininet.node import OVSSwitch
 
-        from twin.controller_process import start_controller, wait_listening
+        from twin.controller_process import config_path_for, start_controller, wait_listening
 
         spec, plan = self.model.spec, self.model.plan
         deadline = time.monotonic() + timeout
@@ -115,7 +115,7 @@ class Lab(RunningLab):
         say("starting controller")
         self._controller_proc = start_controller(st.of_port, Path(st.api_socket), config, Path(st.controller_log))
         st.controller_pid = self._controller_proc.pid
-        st.controller_config = str(Path(st.controller_log).with_suffix(".json"))
+        st.controller_config = str(config_path_for(Path(st.controller_log)))
         st.save()
 
         # 2. namespaces (Mininet hosts) and switch objects

@@ -345,9 +345,16 @@ class ProbeStream:
     def __enter__(self) -> ProbeStream:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        if self._sender is not None or self._echo is not None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self._sender is None and self._echo is None:
+            return
+        if exc_type is None:
             self.stop()
+            return
+        try:  # the body's exception is the one worth seeing; still stop the agents
+            self.stop()
+        except ProbeError:
+            pass
 
     def start(self) -> ProbeStream:
         if self._sender is not None or self._echo is not None:

@@ -165,7 +165,7 @@ class Lab(RunningLab):
         if mgmt_sw is not None:
             for i, name in enumerate(spec.hosts()):
                 pname = mgmt_port_name(prefix, i)
-                st.links.append(LinkState(a=f"{name}:mgmt0", b=f"mgmt:{pname}", root_ifnames=[pname]))
+                st.links.append(LinkState(a=f"{name}:mgmt0", b=f"{mgmt_sw.name}:{pname}", root_ifnames=[pname]))
                 net.addLink(mn[name], mgmt_sw, intfName1="mgmt0", intfName2=pname)
         st.save()
 

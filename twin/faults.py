@@ -63,7 +63,7 @@ class Faults:
         for end in (link.a, link.b):
             node, intf = end.split(":", 1)
             st = self.lab.state.nodes.get(node)
-            if st is not None and st.pid:   # the end lives in a node's namespace
+            if intf not in link.root_ifnames and st is not None and st.pid:  # in a node's namespace
                 self.lab.nodes.run(node, ["ip", "link", "set", "dev", intf, word], timeout=10, check=True)
             t = t or time.time()
         for name in link.root_ifnames:

@@ -122,10 +122,7 @@ def test_two_labs_of_one_file_side_by_side_do_not_interfere():
         assert a.address("h2") == b.address("h2")  # same plan, separate namespaces
         with ProbeStream(b.nodes, "h1", "h2", b.address("h2"), interval_ms=5) as probe_b:
             probe_b.wait_until_flowing(10)
-            fault = a.faults.link_down("h2:eth1")
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline and time.time() - fault.time < 0.5:
-                time.sleep(0.02)
+            a.faults.link_down("h2:eth1")
             assert a.nodes.run("h1", ["ping", "-c", "1", "-W", "1", a.address("h2")]).returncode != 0
             a.faults.link_up("h2:eth1")
         res = probe_b.result

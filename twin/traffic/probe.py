@@ -421,12 +421,15 @@ class ProbeStream:
                              elapsed_ms=data.get("elapsed_ms", 0.0), wall=data.get("wall", 0.0))
 
     def wait_until_flowing(self, timeout_s: float = 5.0) -> ProbeProgress:
-        """Block until echoes come back, so the caller knows the path works before injecting a fault."""
+        """Block until new echoes come back (more than when called), so the caller knows the path
+        works before injecting a fault, or has recovered after repairing one."""
         deadline = time.monotonic() + timeout_s
+        first = self.progress()
+        base = first.received if first is not None else 0
         seen: ProbeProgress | None = None
         while True:
             seen = self.progress()
-            if seen is not None and seen.received > 0:
+            if seen is not None and seen.received > base and (seen.last_rx_age_ms or 0) < 4 * self.interval_ms + 60:
                 return seen
             for proc, what, log in ((self._sender, f"sender in {self.src}", "send.log"),
                                     (self._echo, f"echo responder in {self.dst}", "echo.log")):
@@ -442,6 +445,19 @@ class ProbeStream:
                 raise ProbeError(f"probe {self.src}->{self.dst} ({self.dst_ip}:{self.port}) not flowing "
                                  f"after {timeout_s:g} s: {what}")
             time.sleep(0.01)
+
+    def wait_until_lost(self, timeout_s: float = 5.0, gap_ms: float | None = None) -> ProbeProgress:
+        """Block until no echo has come back for `gap_ms` (default 10 intervals): the outage began."""
+        gap = gap_ms if gap_ms is not None else max(10 * self.interval_ms, 50.0)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            seen = self.progress()
+            if seen is not None and seen.last_rx_age_ms is not None and seen.last_rx_age_ms >= gap:
+                return seen
+            if time.monotonic() > deadline:
+                raise ProbeError(f"probe {self.src}->{self.dst} ({self.dst_ip}) still flowing after {timeout_s:g} s: "
+                                 f"{seen}")
+            time.sleep(0.005)
 
     # -- stop -------------------------------------------------------------------------------------
     def stop(self, timeout_s: float = 10.0) -> ProbeResult:

@@ -64,8 +64,10 @@ def lab_processes(inodes: set[int], prefix: str) -> list[int]:
 def _kill_all(pids: list[int], grace_s: float = 2.0) -> list[int]:
     killed = []
     for pid in pids:
+        # Mininet's shells are interactive bash, which ignores SIGTERM: no point waiting for them
+        sig = signal.SIGKILL if "mininet:" in _cmdline(pid) else signal.SIGTERM
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
             killed.append(pid)
         except (ProcessLookupError, PermissionError):
             pass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from twin.lab.loader import LabModel
 
-SHAPES = {"switch": "box3d", "router": "doublecircle", "host": "box"}
+SHAPES = {"switch": "box3d", "router": "oval", "host": "box"}
 STATE_COLOURS = {"running": "#c8f7c5", "up": "#c8f7c5", "down": "#f7c5c5", "powered-off": "#d0d0d0",
                  "failed": "#f7c5c5"}
 

@@ -33,6 +33,14 @@ def pytest_configure(config: pytest.Config) -> None:
         _clean_dead_labs()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that share a module's lab run on one xdist worker (with --dist loadgroup), so the lab
+    boots once per module rather than once per worker."""
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::")[0]))
+
+
 def _clean_dead_labs() -> None:
     """Labs whose owning process died (a crashed earlier run) are removed before a run starts."""
     try:
@@ -89,6 +97,31 @@ def release_lab(lab, keep: bool = False) -> None:
               f"reach it with 'twin exec --lab {lab.prefix} NODE -- CMD', remove it with 'twin clean --lab {lab.prefix} --force'")
         return
     lab.stop()
+
+
+class Timings:
+    """Measured figures (outage windows, recovery times) a test reports; the demo summarises them
+    and the report shows them. Worker-safe: one file per xdist worker."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.path = Path(request.config.rootpath) / "reports" / "timings" / f"{worker}.jsonl"
+
+    def record(self, name: str, value: float, unit: str = "ms", **extra) -> None:
+        import json
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"test": self._request.node.nodeid, "name": name, "value": round(float(value), 3), "unit": unit,
+               "time": time.time(), **extra}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+@pytest.fixture
+def timings(request: pytest.FixtureRequest) -> Timings:
+    return Timings(request)
 
 
 @pytest.fixture(scope="module")

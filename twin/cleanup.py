@@ -142,5 +142,9 @@ def clean_lab(prefix: str, state: LabState | None = None, keep_dir: bool = False
                     pass
     release_ports(prefix)
     if not keep_dir:
+        from twin.naming import mark_released
+
+        if lab_dir(prefix).exists():
+            mark_released(prefix)
         shutil.rmtree(lab_dir(prefix), ignore_errors=True)
     return report

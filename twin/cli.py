@@ -136,7 +136,7 @@ def down(lab: Optional[str] = LabOpt, all_labs: bool = typer.Option(False, "--al
     """Stop a lab and remove everything it created."""
     from twin.cleanup import clean_lab
     from twin.running import RunningLab
-    from twin.state import all_states, pid_alive
+    from twin.state import LabState, all_states, pid_alive
 
     targets = [RunningLab(s) for s in all_states()] if all_labs else [_attach(lab)]
     for rl in targets:
@@ -146,9 +146,14 @@ def down(lab: Optional[str] = LabOpt, all_labs: bool = typer.Option(False, "--al
             deadline = time.monotonic() + 60
             while pid_alive(st.owner_pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        rep = clean_lab(st.prefix)  # idempotent: removes anything the owner left
+        # the owner cleans up as it exits; clean again only what is still recorded for this very lab
+        try:
+            again = LabState.load(st.prefix)
+        except (OSError, ValueError, TypeError):
+            again = None
+        if again is not None and again.created == st.created:
+            clean_lab(st.prefix, again)
         out.print(f"lab {st.name} ({st.prefix}) is down")
-        del rep
 
 
 @app.command()

@@ -6,8 +6,10 @@ start of another and cleanup by prefix can never touch a different lab.
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
 
 from twin.lab.schema import PREFIX_LEN
 from twin.registry import lab_dir, labs_dir, locked
@@ -43,15 +45,37 @@ def root_names_in_use() -> set[str]:
     return names
 
 
+RELEASE_COOL_OFF_S = 120.0
+
+
+def _released(d) -> dict[str, float]:
+    try:
+        return json.loads((d / "released.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def mark_released(prefix: str) -> None:
+    """A removed lab's prefix is not handed out again for a while, so a late cleanup (or a test
+    checking that a lab is gone) can never mistake a new lab for the old one."""
+    now = time.time()
+    with locked() as d:
+        rel = {p: t for p, t in _released(d).items() if now - t < RELEASE_COOL_OFF_S}
+        rel[prefix] = now
+        (d / "released.json").write_text(json.dumps(rel))
+
+
 def allocate_prefix(lab_name: str) -> str:
     """Reserve a fresh prefix for a lab by creating its directory in the registry."""
     stem = prefix_stem(lab_name)
-    with locked():
+    now = time.time()
+    with locked() as d:
         existing = {p.name for p in labs_dir().iterdir()}
+        cooling = {p for p, t in _released(d).items() if now - t < RELEASE_COOL_OFF_S}
         in_use = root_names_in_use()
         for n in range(36 * 36):
             prefix = stem + _serial(n)
-            if prefix in existing or any(name.startswith(prefix) for name in in_use):
+            if prefix in existing or prefix in cooling or any(name.startswith(prefix) for name in in_use):
                 continue
             lab_dir(prefix).mkdir(parents=True)
             return prefix

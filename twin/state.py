@@ -111,4 +111,4 @@ def all_states() -> list[LabState]:
 
 
 def all_prefixes() -> list[str]:
-    return sorted(d.name for d in labs_dir().iterdir() if d.is_dir())
+    return sorted(d.name for d in labs_dir().iterdir() if d.is_dir() and not d.name.startswith("."))

@@ -93,3 +93,15 @@ def test_pid_alive():
     import os
     assert pid_alive(os.getpid())
     assert not pid_alive(0) and not pid_alive(2**22 + 7)
+
+
+def test_a_removed_labs_prefix_is_not_reused_at_once():
+    import shutil
+
+    from twin.naming import mark_released
+    from twin.registry import lab_dir
+
+    first = allocate_prefix("reuse")
+    shutil.rmtree(lab_dir(first))
+    mark_released(first)
+    assert allocate_prefix("reuse") != first

@@ -290,6 +290,16 @@ def f_kill(node: str, signal_name: str = typer.Option("KILL", "--signal", "-s"),
     _fault(_attach(lab).faults.kill, node, signal_name, match)
 
 
+@fault_app.command("cpu-load")
+def f_cpu_load(node: str, workers: int = typer.Option(1, help="busy loops to run"),
+               seconds: float = typer.Option(30.0, help="how long they burn (bounded)"),
+               lab: Optional[str] = LabOpt) -> None:
+    """Burn CPU inside a node for a bounded time."""
+    rl = _attach(lab)
+    load = rl.faults.cpu_load(node, workers=workers, seconds=seconds)
+    out.print(f"{len(load.pids)} busy loops in {node} for {seconds:g} s (pids {' '.join(map(str, load.pids))})")
+
+
 @fault_app.command("controller-restart")
 def f_ctl_restart(lab: Optional[str] = LabOpt) -> None:
     """Restart the OpenFlow controller and wait for every switch to reconnect."""

@@ -132,3 +132,23 @@ def test_two_labs_of_one_file_side_by_side_do_not_interfere():
         release_lab(b)
     assert_gone(a.prefix, set())
     assert_gone(b.prefix, set())
+
+
+def test_cli_faults_on_a_running_lab():
+    prefix = json.loads(twin("up", str(MINI), "--json").stdout)["prefix"]
+    try:
+        assert "link-down h1:eth1--s1:eth1" in twin("fault", "link-down", "h1:eth1", "--lab", prefix).stdout
+        st = LabState.load(prefix)
+        assert [l.state for l in st.links if l.a == "h1:eth1"] == ["down"]
+        twin("fault", "link-up", "h1:eth1", "--lab", prefix)
+        out = twin("fault", "cpu-load", "h2", "--seconds", "20", "--lab", prefix).stdout
+        assert "1 busy loops in h2" in out
+        killed = twin("fault", "kill", "h2", "--lab", prefix).stdout
+        assert "kill h2" in killed
+        bad = twin("fault", "link-down", "h1:eth9", "--lab", prefix, check=False)
+        assert bad.returncode == 2 and "no link h1:eth9" in bad.stderr
+        png = LabState.load(prefix).dir / "g.png"
+        twin("graph", "-o", str(png), "--lab", prefix)
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    finally:
+        twin("down", "--lab", prefix)

@@ -24,6 +24,10 @@ e2e: install
 
 bench: install
 	@$(PY) bench/boot_time.py
+	@$(PY) bench/cli_latency.py
+
+report: install
+	@bash scripts/render-report.sh
 
 clean: install
 	@.venv/bin/twin clean

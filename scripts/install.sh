@@ -11,7 +11,12 @@ fi
 
 # Debian packages the lab needs. Debian's mininet package provides /usr/bin/mnexec.
 APT_PKGS=(openvswitch-switch mininet iproute2 iputils-ping iperf3 ethtool tcpdump graphviz procps
-          python3-venv make)
+          python3-venv make
+          openssh-client telnet)
+# The Allure command line (make report) needs Java and npm; taken from Debian only when missing, as a
+# machine may already have them from elsewhere (Debian's npm brings nodejs 18, enough for Allure).
+command -v java >/dev/null 2>&1 || APT_PKGS+=(openjdk-17-jre-headless)
+command -v npm >/dev/null 2>&1 || APT_PKGS+=(npm)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +39,20 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v "is ignored: it is neither" >&2)
     echo "$want" > "$stamp"
 fi
+
+# --- npm: Allure 2 command line (make report), pinned, installed into the project (.tools/, git-ignored).
+# Reinstalled only when missing or of another version; no network on a second run.
+ALLURE_VERSION=2.46.1
+allure_bin=.tools/allure/node_modules/.bin/allure
+allure_pkg=.tools/allure/node_modules/allure-commandline/package.json
+have_allure=$(node -p "require('./$allure_pkg').version" 2>/dev/null || true)
+if [ ! -x "$allure_bin" ] || [ "$have_allure" != "$ALLURE_VERSION" ]; then
+    echo "install.sh: npm install allure-commandline@$ALLURE_VERSION into .tools/allure"
+    mkdir -p .tools/allure
+    npm install --prefix .tools/allure --no-audit --no-fund --no-update-notifier --loglevel=error \
+        "allure-commandline@$ALLURE_VERSION" 2> >(grep -v 'Unknown user config' >&2) >/dev/null
+fi
+# --- end npm block
 
 # Open vSwitch is installed but not started on machines without systemd.
 if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then

@@ -143,6 +143,7 @@ class Lab(RunningLab):
             mgmt_sw = net.addSwitch(mgmt_bridge_name(prefix), cls=OVSSwitch, datapath="user",
                                     failMode="standalone", dpid=f"{0xffff:016x}")
             st.mgmt_bridge = mgmt_sw.name
+            st.station = spec.mgmt.station
             st.root_pids.append(mgmt_sw.pid)
         st.save()
 
@@ -169,7 +170,8 @@ class Lab(RunningLab):
                 net.addLink(mn[name], mgmt_sw, intfName1="mgmt0", intfName2=pname)
         st.save()
 
-        # 4. addresses, routes, forwarding inside each namespace (one shell round trip per node)
+        # 4. addresses, routes, forwarding inside each namespace (one shell round trip per node).
+        # Emulated devices own their data interfaces: they get an initial config instead (step 7).
         say("configuring addresses and routes")
         for name in spec.hosts():
             node = spec.nodes[name]
@@ -177,27 +179,35 @@ class Lab(RunningLab):
             cmds = ["ip link set lo up", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
                     "sysctl -qw net.ipv6.conf.default.disable_ipv6=1"]
             ifaces: dict[str, str | None] = {}
-            for (n, intf), addr in plan.addresses.items():
-                if n == name:
-                    ifaces[intf] = str(addr)
-                    cmds.append(f"ip addr add {addr} dev {intf}")
             for link in spec.links:
                 for ep in link.endpoints:
                     if ep.node == name:
-                        ifaces.setdefault(ep.intf, None)
-                        cmds.append(f"ip link set {ep.intf} up")
+                        addr = plan.addresses.get((name, ep.intf))
+                        ifaces[ep.intf] = str(addr) if addr else None
+                        if not kind.emulated:
+                            if addr:
+                                cmds.append(f"ip addr add {addr} dev {ep.intf}")
+                            cmds.append(f"ip link set {ep.intf} up")
             if name in plan.mgmt:
                 cmds += [f"ip addr add {plan.mgmt[name]} dev mgmt0", "ip link set mgmt0 up"]
-            cmds.append(f"sysctl -qw net.ipv4.ip_forward={1 if kind.forwards else 0}")
-            if name in plan.gateways:
-                cmds.append(f"ip route add default via {plan.gateways[name]}")
-            for r in node.routes:
-                cmds.append(f"ip route add {r.to} via {r.via}")
+            if not kind.emulated:
+                cmds.append(f"sysctl -qw net.ipv4.ip_forward={1 if kind.forwards else 0}")
+                if name in plan.gateways:
+                    cmds.append(f"ip route add default via {plan.gateways[name]}")
+                for r in node.routes:
+                    cmds.append(f"ip route add {r.to} via {r.via}")
             st.nodes[name].interfaces = ifaces
             out = mn[name].cmd("; ".join(f"{c} || echo 'FAILED: {c}'" for c in cmds))
             if "FAILED:" in out:
                 raise LabError(f"configuring node {name} failed: {out.strip()}")
         st.save()
+        devices = [n for n in spec.hosts() if KINDS[spec.kind_of(n)].emulated]
+        if devices:
+            say(f"starting {len(devices)} device emulators")
+            for name in devices:
+                self._prepare_device(st, name)
+                self.start_device(name)
+            st.save()
 
         # 5. switches, once the controller listens (else OVS backs off for seconds)
         say("waiting for the controller to listen")
@@ -234,8 +244,36 @@ class Lab(RunningLab):
         say(f"waiting for {len(switches)} switches to connect")
         if switches:
             self.controller.wait_connected(switches, max(1.0, deadline - time.monotonic()))
+        if devices:
+            say(f"waiting for {len(devices)} device CLIs")
+            self.wait_devices(devices, max(1.0, deadline - time.monotonic()))
         st.phase = "ready"
         st.save()
+
+    def _prepare_device(self, st: LabState, name: str) -> None:
+        """Record how to run a node's emulator, so any process can restart it from the state file."""
+        from twin.devconfig import initial_config
+
+        spec = self.model.spec
+        node = spec.nodes[name]
+        ddir = st.dir / "devices" / name
+        ddir.mkdir(parents=True, exist_ok=True)
+        (ddir / "initial-config").write_text(initial_config(self.model, name))
+        ns = st.nodes[name]
+        ns.username = node.username or spec.defaults.username
+        ns.password = node.password or spec.defaults.password
+        ns.enable_secret = node.enable_secret or spec.defaults.enable_secret
+        ns.console = str(ddir / "console.sock")
+        ns.emulator_cmd = [sys.executable, "-m", "emulators.run", "--kind", spec.kind_of(name), "--name", name,
+                           "--state-dir", str(ddir), "--users", f"{ns.username}:{ns.password}",
+                           "--enable-secret", ns.enable_secret, "--initial-config", str(ddir / "initial-config"),
+                           "--console-socket", ns.console, "--ready-file", str(ddir / "ready.json"),
+                           "--log", str(ddir / "emulator.log")]
+        version = node.version or spec.defaults.version
+        if version:
+            ns.emulator_cmd += ["--version", version]
+        if ns.mgmt_ip:
+            ns.emulator_cmd += ["--mgmt-ip", ns.mgmt_ip.split("/")[0]]
 
     # ---- teardown -------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -235,6 +235,35 @@ def exec_(node: str = typer.Argument(..., help="node to run the command in"),
     os.execv(argv[0], argv)
 
 
+def _interactive(node: str, transport: str, lab: Optional[str], user: Optional[str]) -> None:
+    from twin.driver.interactive import interactive
+
+    rl = _attach(lab)
+    try:
+        rl.device(node)
+    except LabError as exc:
+        _fail(str(exc), 2)
+    raise typer.Exit(interactive(rl, node, transport, username=user))
+
+
+@app.command()
+def console(node: str, lab: Optional[str] = LabOpt) -> None:
+    """Attach to a device's console (its serial line); Ctrl-] leaves."""
+    _interactive(node, "console", lab, None)
+
+
+@app.command()
+def ssh(node: str, user: Optional[str] = typer.Option(None, "--user", "-u"), lab: Optional[str] = LabOpt) -> None:
+    """SSH to a device from the lab's management station."""
+    _interactive(node, "ssh", lab, user)
+
+
+@app.command()
+def telnet(node: str, user: Optional[str] = typer.Option(None, "--user", "-u"), lab: Optional[str] = LabOpt) -> None:
+    """Telnet to a device from the lab's management station."""
+    _interactive(node, "telnet", lab, user)
+
+
 @app.command()
 def graph(file: Optional[Path] = typer.Argument(None, help="lab file (default: the running lab)"),
           output: Path = typer.Option(Path("lab.svg"), "-o", "--output", help=".svg, .png or .dot"),

@@ -140,6 +140,8 @@ class RunningLab:
                 continue
             alive = pid_alive(st.pid)
             state = "running" if alive else "down"
+            if alive and st.emulator_cmd and not pid_alive(st.emulator_pid):
+                state = "cli-down"
             if alive and st.admin != "up":
                 state = st.admin
             rows.append({"node": name, "kind": st.kind, "mgmt": st.mgmt_ip, "state": state,
@@ -161,6 +163,85 @@ class RunningLab:
             return [json.loads(line) for line in (self.dir / "events.jsonl").read_text().splitlines() if line]
         except OSError:
             return []
+
+    # ---- emulated devices -------------------------------------------------------------------------
+    def device(self, node: str):
+        """A handle to open CLI sessions on a device: `.console()`, `.ssh()`, `.telnet()`."""
+        from twin.driver import DeviceHandle
+
+        st = self._node(node)
+        if not st.emulator_cmd:
+            raise LabError(f"{node} is a {st.kind}, not an emulated device (it has no CLI)")
+        return DeviceHandle(self, node)
+
+    def devices(self) -> list[str]:
+        return [n for n, s in self.state.nodes.items() if s.emulator_cmd]
+
+    def device_dir(self, node: str) -> Path:
+        return self.dir / "devices" / node
+
+    def start_device(self, node: str) -> int:
+        """Start a node's emulator inside its namespace (it loads its startup-config if saved)."""
+        st = self._node(node)
+        ddir = self.device_dir(node)
+        (ddir / "ready.json").unlink(missing_ok=True)
+        with open(ddir / "emulator.err", "ab") as err:
+            proc = self.nodes.popen(node, st.emulator_cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True)
+        st.emulator_pid = proc.pid
+        self.state.save()
+        return proc.pid
+
+    def wait_devices(self, nodes: list[str], deadline_s: float) -> None:
+        end = time.monotonic() + deadline_s
+        pending = list(nodes)
+        while pending:
+            for n in list(pending):
+                if (self.device_dir(n) / "ready.json").exists():
+                    pending.remove(n)
+                elif not pid_alive(self.state.nodes[n].emulator_pid):
+                    raise LabError(f"device {n}'s emulator exited before its CLI was ready: "
+                                   f"{self._device_log_tail(n)}")
+            if pending and time.monotonic() > end:
+                raise LabError(f"device CLI never came up on {', '.join(pending)} within {deadline_s:.0f} s: "
+                               f"{self._device_log_tail(pending[0])}")
+            if pending:
+                time.sleep(0.02)
+
+    def _device_log_tail(self, node: str) -> str:
+        text = ""
+        for f in ("emulator.err", "emulator.log"):
+            try:
+                text += (self.device_dir(node) / f).read_text(errors="replace")[-1500:]
+            except OSError:
+                pass
+        return text.strip() or "(no output)"
+
+    def stop_device(self, node: str, grace_s: float = 3.0) -> None:
+        import os
+        import signal
+
+        from twin.cleanup import _cmdline
+
+        pid = self._node(node).emulator_pid
+        if not pid_alive(pid) or "emulators.run" not in _cmdline(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        while pid_alive(pid) and time.monotonic() < end:
+            time.sleep(0.02)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    def restart_device(self, node: str, timeout: float = 30.0) -> None:
+        self.stop_device(node)
+        self.start_device(node)
+        self.wait_devices([node], timeout)
+        self.record_event("device-restart", target=node)
 
     @property
     def faults(self):

@@ -26,6 +26,13 @@ class NodeState:
     interfaces: dict[str, str | None] = field(default_factory=dict)  # intf -> "10.0.0.1/24" or None
     gateway: str | None = None
     admin: str = "up"            # "up", or "powered-off" after a power-off fault
+    # emulated devices: how to reach and restart their CLI
+    username: str | None = None
+    password: str | None = None
+    enable_secret: str | None = None
+    console: str | None = None    # console Unix socket
+    emulator_cmd: list[str] = field(default_factory=list)
+    emulator_pid: int = 0
 
 
 @dataclass
@@ -54,6 +61,7 @@ class LabState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {bridge, dpid}
     mgmt_bridge: str | None = None
+    station: str | None = None    # the management-station host that clients run from
     links: list[LinkState] = field(default_factory=list)
     root_pids: list[int] = field(default_factory=list)  # switch shells etc. in the root namespace
     extra_pids: list[int] = field(default_factory=list)  # helpers started later (load generators)

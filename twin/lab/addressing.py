@@ -132,6 +132,8 @@ def plan_addresses(spec: LabSpec) -> tuple[AddressPlan, list[Problem]]:
             if port in explicit:
                 plan.addresses[port] = explicit[port]
                 continue
+            if not spec.nodes[port[0]].auto_address:
+                continue
             is_router = port[0] in forwards
             idx = r_idx if is_router else max(h_idx, r_idx)
             while idx < len(hosts) and hosts[idx] in taken:

@@ -29,6 +29,7 @@ class KindInfo:
     name: str
     switch: bool = False      # an Open vSwitch bridge (L2), not a namespace
     forwards: bool = False    # IP forwarding on (routers and devices that route)
+    emulated: bool = False    # runs a device emulator (CLI over console/SSH/telnet) that owns its config
     description: str = ""
 
 
@@ -36,7 +37,7 @@ class KindInfo:
 KINDS: dict[str, KindInfo] = {
     "switch": KindInfo("switch", switch=True, description="Open vSwitch bridge (userspace datapath, OpenFlow 1.3)"),
     "host": KindInfo("host", description="Linux host in its own network namespace"),
-    "router": KindInfo("router", forwards=True, description="IP router / network access server"),
+    "router": KindInfo("router", forwards=True, emulated=True, description="IP router / network access server (IOS-like CLI)"),
 }
 
 
@@ -108,6 +109,8 @@ class NodeSpec(_Strict):
     username: str | None = None
     password: str | None = None
     version: str | None = None
+    enable_secret: str | None = None
+    auto_address: bool = Field(True, description="false: no pool addresses; the node is configured by hand (its CLI)")
     config: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
 
 

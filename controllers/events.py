@@ -17,12 +17,18 @@ MAX_EVENTS = 10000
 
 
 class EventLog:
-    """Events numbered 1, 2, 3, ... for this controller process; the last `maxlen` are kept."""
+    """Sequence-numbered events; the last `maxlen` are kept.
+
+    Numbering starts from the start time in microseconds, so the numbers of a restarted controller
+    are above every cursor a client kept from the previous one: an old cursor reads the new
+    process's events from its first, with no race against the switch reconnecting.
+    """
 
     def __init__(self, maxlen: int = MAX_EVENTS) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self._cond = threading.Condition()
-        self._next_seq = 1
+        self._next_seq = int(time.time() * 1_000_000)
+        self._first_seq = self._next_seq
         # Identifies this controller process: a client holding a cursor from a previous controller
         # (restart) can tell that the numbering started again.
         self.boot = f"{os.getpid()}-{time.time():.6f}"
@@ -44,9 +50,8 @@ class EventLog:
     def read(self, since: int = 0, timeout: float = 0.0) -> dict[str, Any]:
         """Events with seq >= since, waiting up to `timeout` seconds for the first one.
 
-        A cursor beyond the newest event (from before a controller restart) is treated as 0:
-        the reader gets everything this process has, rather than waiting for numbers that will
-        not come for a long time. `next` is the cursor for the following read.
+        A cursor beyond the newest event (a client's clock-skewed guess) is treated as 0: the
+        reader gets everything this process has. `next` is the cursor for the following read.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
@@ -58,5 +63,5 @@ class EventLog:
                 if found or remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            next_seq = found[-1]["seq"] + 1 if found else max(since, 1)
+            next_seq = found[-1]["seq"] + 1 if found else max(since, self._first_seq)
             return {"events": found, "next": next_seq, "boot": self.boot}

@@ -50,7 +50,8 @@ def test_configure_through_console_ssh_and_telnet_then_ping_end_to_end(lab):
             brief = s.run("show ip interface brief")
             for name, addr in PLAN[router][0]:
                 assert name in brief and addr.split()[0] in brief, brief
-            assert "S        10." in s.run("show ip route") or "S     10." in s.run("show ip route")
+            routes = s.run("show ip route")
+            assert any(line.startswith("S ") and "10." in line for line in routes.splitlines()), routes
     finally:
         for s in sessions.values():
             s.close()
@@ -97,6 +98,7 @@ def test_netmiko_over_ssh_and_telnet(lab):
         assert "[OK]" in out["saved"] or "OK" in out["saved"], out["saved"]
         assert f"description set-by-{device_type}" in out["run"]
     with lab.device("r1").console() as s:
+        s.enable()
         assert "description set-by-cisco_ios_telnet" in s.run("show startup-config")
 
 

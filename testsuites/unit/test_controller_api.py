@@ -183,15 +183,19 @@ def test_app_load_order_puts_base_where_app_manager_needs_it() -> None:
 
 def test_event_log_cursor_semantics() -> None:
     log = EventLog(maxlen=3)
-    assert log.read(0) == {"events": [], "next": 1, "boot": log.boot}
+    b = log.next_seq  # numbering starts at the start time in microseconds
+    assert abs(b - time.time() * 1e6) < 60e6
+    assert log.read(0) == {"events": [], "next": b, "boot": log.boot}
     for i in range(5):
         log.publish("port_status", n=i)
     first = log.read(0)
-    assert [e["seq"] for e in first["events"]] == [3, 4, 5] and first["next"] == 6
+    assert [e["seq"] - b for e in first["events"]] == [2, 3, 4] and first["next"] == b + 5
     assert log.read(first["next"])["events"] == []
-    assert [e["n"] for e in log.read(5)["events"]] == [4]
-    # a cursor from a previous controller process (beyond our numbering) restarts at the oldest
-    assert [e["seq"] for e in log.read(500)["events"]] == [3, 4, 5]
+    assert [e["n"] for e in log.read(b + 4)["events"]] == [4]
+    # a cursor from a previous controller process is below our numbering: it reads everything
+    assert [e["seq"] - b for e in log.read(b - 1000)["events"]] == [2, 3, 4]
+    # a cursor beyond our numbering (clock skew) restarts at the oldest too
+    assert [e["seq"] - b for e in log.read(b + 10**9)["events"]] == [2, 3, 4]
 
 
 def test_event_log_long_poll_wakes_on_publish() -> None:
@@ -199,11 +203,12 @@ def test_event_log_long_poll_wakes_on_publish() -> None:
     timer = threading.Timer(0.2, lambda: log.publish("switch_enter", switch="s1"))
     timer.start()
     started = time.monotonic()
-    result = log.read(1, timeout=10)
+    b = log.next_seq
+    result = log.read(b, timeout=10)
     assert time.monotonic() - started < 5
-    assert result["events"][0]["switch"] == "s1" and result["next"] == 2
+    assert result["events"][0]["switch"] == "s1" and result["next"] == b + 1
     started = time.monotonic()
-    assert log.read(2, timeout=0.3)["events"] == []
+    assert log.read(b + 1, timeout=0.3)["events"] == []
     assert time.monotonic() - started >= 0.25
 
 
@@ -336,9 +341,11 @@ def test_malformed_requests(ctl: Ctl) -> None:
 
 def test_events_long_poll_returns_empty_after_timeout(ctl: Ctl) -> None:
     started = time.monotonic()
-    result = ctl.client.events(since=1, timeout=0.5)
+    cursor = ctl.client.events()["next"]
+    started = time.monotonic()
+    result = ctl.client.events(since=cursor, timeout=0.5)
     elapsed = time.monotonic() - started
-    assert result["events"] == [] and result["next"] == 1
+    assert result["events"] == [] and result["next"] == cursor
     assert 0.4 <= elapsed < 5
 
 

@@ -21,7 +21,7 @@ from twin.lab import load_lab
 from twin.lab.loader import LabModel
 from twin.lab.schema import KINDS
 from twin.naming import (allocate_prefix, bridge_name, mgmt_bridge_name, mgmt_port_name, mininet_name,
-                         switch_port_name)
+                         netns_name, switch_port_name)
 from twin.ports import allocate_port
 from twin.running import RunningLab
 from twin.state import LabState, LinkState, NodeState
@@ -118,6 +118,18 @@ class Lab(RunningLab):
         st.controller_config = str(config_path_for(Path(st.controller_log)))
         st.save()
 
+        # 1b. the emulator zygote imports the device stack once, also while the network is built
+        zygote = None
+        if any(KINDS[spec.kind_of(n)].emulated for n in spec.hosts()):
+            st.zygote_socket = str(st.dir / "zygote.sock")
+            with open(st.dir / "zygote.log", "ab") as zlog:
+                zygote = subprocess.Popen([sys.executable, "-m", "emulators.zygote", "--socket", st.zygote_socket],
+                                          stdout=subprocess.PIPE, stderr=zlog, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+            st.zygote_pid = zygote.pid
+            st.extra_pids.append(zygote.pid)
+            st.save()
+
         # 2. namespaces (Mininet hosts) and switch objects
         say(f"creating {len(spec.hosts())} nodes and {len(switches)} switches")
         net = Mininet(build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
@@ -131,6 +143,11 @@ class Lab(RunningLab):
             st.nodes[name] = NodeState(kind=kind, pid=h.pid, netns=netns_inode(h.pid),
                                        mgmt_ip=str(plan.mgmt[name]) if name in plan.mgmt else None,
                                        gateway=str(plan.gateways[name]) if name in plan.gateways else None)
+        # pin every namespace under a name (ip netns exec twin-<prefix>-<node> works too)
+        res = subprocess.run(["ip", "-batch", "-"], text=True, capture_output=True, timeout=60,
+                             input="".join(f"netns attach {netns_name(prefix, n)} {mn[n].pid}\n" for n in spec.hosts()))
+        if res.returncode != 0:
+            raise LabError(f"could not pin the lab's namespaces: {res.stderr.strip()}")
         for i, sw in enumerate(switches):
             s = net.addSwitch(bridge_name(prefix, sw), cls=OVSSwitch, datapath="user", failMode="secure",
                               protocols="OpenFlow13", dpid=f"{i + 1:016x}", reconnectms=1000)
@@ -204,6 +221,9 @@ class Lab(RunningLab):
         devices = [n for n in spec.hosts() if KINDS[spec.kind_of(n)].emulated]
         if devices:
             say(f"starting {len(devices)} device emulators")
+            line = zygote.stdout.readline().decode().strip() if zygote is not None else ""
+            if line != "READY":
+                raise LabError(f"the emulator zygote did not start: {(st.dir / 'zygote.log').read_text()[-1500:]}")
             for name in devices:
                 self._prepare_device(st, name)
                 self.start_device(name)

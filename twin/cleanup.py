@@ -88,6 +88,32 @@ def _kill_all(pids: list[int], grace_s: float = 2.0) -> list[int]:
     return killed
 
 
+NETNS_DIR = "/run/netns"
+
+
+def named_netns(prefix: str) -> dict[str, int]:
+    """The lab's pinned namespaces: handle name -> inode of the namespace it holds."""
+    out: dict[str, int] = {}
+    tag = f"twin-{prefix}-"
+    try:
+        names = os.listdir(NETNS_DIR)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith(tag):
+            try:
+                out[name] = os.stat(os.path.join(NETNS_DIR, name)).st_ino
+            except OSError:
+                out[name] = 0
+    return out
+
+
+def _delete_netns(names: list[str]) -> None:
+    if names:
+        subprocess.run(["ip", "-batch", "-"], input="".join(f"netns delete {n}\n" for n in names),
+                       text=True, capture_output=True, timeout=30)
+
+
 def bridges_with_prefix(prefix: str) -> list[str]:
     out = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True, timeout=15)
     return [b for b in out.stdout.split() if b.startswith(prefix)]
@@ -113,14 +139,17 @@ def clean_lab(prefix: str, state: LabState | None = None, keep_dir: bool = False
     if state is not None and state.controller_pid:
         stop_controller(state.controller_pid)
         report.killed.append(state.controller_pid)
-    inodes: set[int] = set()
+    # Only namespaces pinned by this lab's handles are known to be its own: recorded inode numbers
+    # alone are not, because a freed namespace's number is handed to the next one created.
+    pinned = named_netns(prefix)
+    inodes = {ino for ino in pinned.values() if ino}
     root_pids: list[int] = []
     if state is not None:
-        inodes = {n.netns for n in state.nodes.values() if n.netns}
         root_pids = [p for p in state.root_pids + state.extra_pids if f"mininet:{prefix}" in _cmdline(p)
                      or p in state.extra_pids]
     pids = sorted(set(lab_processes(inodes, prefix)) | {p for p in root_pids if pid_alive(p)})
     report.killed += _kill_all(pids)
+    _delete_netns(list(pinned))
 
     bridges = bridges_with_prefix(prefix)
     if bridges:

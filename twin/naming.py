@@ -101,3 +101,10 @@ def mgmt_port_name(prefix: str, index: int) -> str:
 def mininet_name(prefix: str, node: str) -> str:
     """The Mininet node name: shows in process titles as `mininet:<prefix>-<node>`."""
     return f"{prefix}-{node}"
+
+
+def netns_name(prefix: str, node: str) -> str:
+    """The named handle (/run/netns/NAME) that pins a node's namespace: `ip netns exec` works on it,
+    and cleanup identifies the lab's namespaces by it (a bare inode number can be reused by a newer
+    lab once the old namespace is gone; a mounted handle keeps its namespace, and its number, alive)."""
+    return f"twin-{prefix}-{node}"

@@ -1,9 +1,10 @@
 """Run programs inside a lab node's network namespace.
 
 Every way the harness touches a node (traffic tools, faults, `twin exec`, device drivers) goes through
-this one class, so the network safety rule "lab traffic only inside lab namespaces" is enforced in one
-place: a command is always wrapped in `mnexec -a PID`, where PID is a process that lives in the node's
-namespace (the Mininet shell of that node).
+`ns_argv`, so the network safety rule "lab traffic only inside lab namespaces" is enforced in one
+place: a command is always wrapped in `nsenter --net=/run/netns/twin-<prefix>-<node>` (the handle
+that pins the node's namespace, so it works even once Mininet's shell is gone, as with --lab-keep),
+or in `mnexec -a PID` where PID is a process in the node's namespace (the Mininet shell).
 """
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MNEXEC = "/usr/bin/mnexec"
+NSENTER = "/usr/bin/nsenter"
+
+
+def ns_argv(argv: Sequence[str], pid: int | None = None, netns: str | None = None) -> list[str]:
+    """The argv that runs `argv` inside a namespace, given its pinned handle or a process in it."""
+    if netns and os.path.exists(netns):
+        return [NSENTER, f"--net={netns}", "--", *map(str, argv)]
+    if pid:
+        return [MNEXEC, "-a", str(pid), *map(str, argv)]
+    raise NodeNotFound(f"no namespace to run {' '.join(map(str, argv))!r} in (handle {netns!r}, pid {pid!r})")
 
 
 class NodeNotFound(KeyError):
@@ -25,8 +36,9 @@ class NodeNotFound(KeyError):
 class NodeExec:
     """Spawns processes in lab nodes' namespaces, given each node's namespace-holder PID."""
 
-    def __init__(self, pids: Mapping[str, int]) -> None:
+    def __init__(self, pids: Mapping[str, int], netns: Mapping[str, str] | None = None) -> None:
         self._pids = dict(pids)
+        self._netns = dict(netns or {})
 
     def pid(self, node: str) -> int:
         try:
@@ -40,7 +52,7 @@ class NodeExec:
 
     def wrap(self, node: str, argv: Sequence[str]) -> list[str]:
         """The argv that runs `argv` inside `node`'s network namespace."""
-        return [MNEXEC, "-a", str(self.pid(node)), *map(str, argv)]
+        return ns_argv(argv, self.pid(node), self._netns.get(node))
 
     def popen(self, node: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
         kwargs.setdefault("stdin", subprocess.DEVNULL)

@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _clean_dead_labs()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group markers into scheduling groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that share a module's lab run on one xdist worker (with --dist loadgroup), so the lab
     boots once per module rather than once per worker."""

@@ -52,7 +52,20 @@ class RunningLab:
     # ---- reaching nodes -----------------------------------------------------------------------
     @property
     def nodes(self) -> NodeExec:
-        return NodeExec({n: s.pid for n, s in self.state.nodes.items() if s.pid})
+        return NodeExec({n: s.pid for n, s in self.state.nodes.items() if s.pid},
+                        {n: self.netns_path(n) for n, s in self.state.nodes.items() if s.pid})
+
+    def netns_path(self, node: str) -> str:
+        """The pinned handle of a node's namespace (`ip netns exec twin-<prefix>-<node> ...`)."""
+        from twin.naming import netns_name
+
+        return f"/run/netns/{netns_name(self.prefix, node)}"
+
+    def node_alive(self, node: str) -> bool:
+        import os
+
+        st = self._node(node)
+        return pid_alive(st.pid) or (bool(st.pid) and os.path.exists(self.netns_path(node)))
 
     def node_names(self, kind: str | None = None) -> list[str]:
         return [n for n, s in self.state.nodes.items() if kind is None or s.kind == kind]
@@ -138,7 +151,7 @@ class RunningLab:
         for name, st in self.state.nodes.items():
             if st.kind == "switch":
                 continue
-            alive = pid_alive(st.pid)
+            alive = self.node_alive(name)
             state = "running" if alive else "down"
             if alive and st.emulator_cmd and not pid_alive(st.emulator_pid):
                 state = "cli-down"
@@ -185,6 +198,13 @@ class RunningLab:
         st = self._node(node)
         ddir = self.device_dir(node)
         (ddir / "ready.json").unlink(missing_ok=True)
+        if self.state.zygote_socket and pid_alive(self.state.zygote_pid):
+            from emulators.zygote import spawn
+
+            args = st.emulator_cmd[st.emulator_cmd.index("emulators.run") + 1:]
+            st.emulator_pid = spawn(self.state.zygote_socket, args, self.netns_path(node), ddir / "emulator.err")
+            self.state.save()
+            return st.emulator_pid
         with open(ddir / "emulator.err", "ab") as err:
             proc = self.nodes.popen(node, st.emulator_cmd, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True)
@@ -224,7 +244,8 @@ class RunningLab:
         from twin.cleanup import _cmdline
 
         pid = self._node(node).emulator_pid
-        if not pid_alive(pid) or "emulators.run" not in _cmdline(pid):
+        cmd = _cmdline(pid)
+        if not pid_alive(pid) or ("emulators.run" not in cmd and "emulators.zygote" not in cmd):
             return
         os.kill(pid, signal.SIGTERM)
         end = time.monotonic() + grace_s

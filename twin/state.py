@@ -62,6 +62,8 @@ class LabState:
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {bridge, dpid}
     mgmt_bridge: str | None = None
     station: str | None = None    # the management-station host that clients run from
+    zygote_socket: str = ""       # preloaded parent that forks device emulators (emulators/zygote.py)
+    zygote_pid: int = 0
     links: list[LinkState] = field(default_factory=list)
     root_pids: list[int] = field(default_factory=list)  # switch shells etc. in the root namespace
     extra_pids: list[int] = field(default_factory=list)  # helpers started later (load generators)

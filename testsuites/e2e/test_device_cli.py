@@ -37,41 +37,54 @@ def netmiko(lab, script: str, timeout: float = 90) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def test_unconfigured_routers_do_not_forward(lab):
-    assert lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0
+def wait_ping(lab, src: str, dst_ip: str, what: str, deadline_s: float = 10) -> None:
+    deadline = time.monotonic() + deadline_s
+    while lab.nodes.run(src, ["ping", "-c", "1", "-W", "1", dst_ip]).returncode != 0:
+        assert time.monotonic() < deadline, what
 
 
-def test_configure_through_console_ssh_and_telnet_then_ping_end_to_end(lab):
+@pytest.fixture(scope="module")
+def configured(lab):
+    """The routers configured through three transports, one each (the module's first test checks
+    the lab before this runs)."""
     sessions = {"r1": lab.device("r1").console(), "r2": lab.device("r2").ssh(), "r3": lab.device("r3").telnet()}
     try:
         for router, s in sessions.items():
             s.enable()
             s.configure(config_lines(router))
+    finally:
+        for s in sessions.values():
+            s.close()
+    wait_ping(lab, "h1", "10.3.0.10", "h1 cannot reach h2 through the CLI-configured routers")
+    return lab
+
+
+def test_unconfigured_routers_do_not_forward(lab):
+    assert "10.12.0.2" not in lab.nodes.run("r2", ["ip", "-o", "addr"]).stdout, "r2 booted with an address"
+    assert lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0
+
+
+def test_configure_through_console_ssh_and_telnet_then_ping_end_to_end(lab, configured):
+    for router, opener in (("r1", "console"), ("r2", "ssh"), ("r3", "telnet")):
+        with lab.device(router).open(opener) as s:
+            s.enable()
             brief = s.run("show ip interface brief")
             for name, addr in PLAN[router][0]:
                 assert name in brief and addr.split()[0] in brief, brief
             routes = s.run("show ip route")
             assert any(line.startswith("S ") and "10." in line for line in routes.splitlines()), routes
-    finally:
-        for s in sessions.values():
-            s.close()
-    deadline = time.monotonic() + 10
-    while lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0:
-        assert time.monotonic() < deadline, "h1 cannot reach h2 through the CLI-configured routers"
     # the kernel of r2 really has what the CLI said
     assert "10.12.0.2/30" in lab.nodes.run("r2", ["ip", "-o", "addr"]).stdout
 
 
-def test_shutdown_from_the_cli_breaks_the_path_and_no_shutdown_repairs_it(lab):
+def test_shutdown_from_the_cli_breaks_the_path_and_no_shutdown_repairs_it(lab, configured):
     with lab.device("r2").ssh() as s:
         s.enable()
         s.configure(["interface eth2", "shutdown"])
         assert "DOWN" in lab.nodes.run("r2", ["ip", "-o", "link", "show", "eth2"]).stdout
         assert lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0
         s.configure(["interface eth2", "no shutdown"])
-    deadline = time.monotonic() + 10
-    while lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0:
-        assert time.monotonic() < deadline, "no shutdown did not restore the path"
+    wait_ping(lab, "h1", "10.3.0.10", "no shutdown did not restore the path")
 
 
 def test_netmiko_over_ssh_and_telnet(lab):
@@ -102,7 +115,7 @@ def test_netmiko_over_ssh_and_telnet(lab):
         assert "description set-by-cisco_ios_telnet" in s.run("show startup-config")
 
 
-def test_restart_keeps_startup_config_and_loses_unsaved(lab):
+def test_restart_keeps_startup_config_and_loses_unsaved(lab, configured):
     with lab.device("r3").console() as s:
         s.enable()
         s.configure(["interface eth1", "description saved-before-restart"])
@@ -113,9 +126,7 @@ def test_restart_keeps_startup_config_and_loses_unsaved(lab):
         run = s.run("show running-config")
     assert "saved-before-restart" in run and "not-saved" not in run
     # its kernel state follows the restored config: traffic flows again
-    deadline = time.monotonic() + 10
-    while lab.nodes.run("h1", ["ping", "-c", "1", "-W", "1", "10.3.0.10"]).returncode != 0:
-        assert time.monotonic() < deadline, "the restarted router does not forward"
+    wait_ping(lab, "h1", "10.3.0.10", "the restarted router does not forward")
 
 
 def test_twenty_concurrent_ssh_sessions(lab):

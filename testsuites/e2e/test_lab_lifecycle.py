@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.cleanup import bridges_with_prefix, lab_processes, links_with_prefix
+from twin.cleanup import bridges_with_prefix, lab_processes, links_with_prefix, named_netns
 from twin.pytest_plugin import boot_lab, release_lab
 from twin.state import LabState, pid_alive
 from twin.traffic.probe import ProbeStream
@@ -29,17 +29,26 @@ def twin(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Com
     return res
 
 
-def leftovers(prefix: str, inodes: set[int]) -> dict[str, list]:
+def lab_pids(st: LabState) -> set[int]:
+    """Every PID the lab recorded (namespace holders, controller, emulators, helpers)."""
+    return ({n.pid for n in st.nodes.values() if n.pid} | {n.emulator_pid for n in st.nodes.values() if n.emulator_pid}
+            | {st.controller_pid, *st.root_pids, *st.extra_pids}) - {0}
+
+
+def leftovers(prefix: str, pids: set[int]) -> dict[str, list]:
+    # processes are checked by recorded PID and by Mininet's title, not by namespace inode: once a
+    # lab's namespaces are gone their numbers may belong to another lab's namespaces
     return {"bridges": bridges_with_prefix(prefix), "links": links_with_prefix(prefix),
-            "processes": lab_processes(inodes, prefix)}
+            "processes": sorted({p for p in pids if pid_alive(p)} | set(lab_processes(set(), prefix))),
+            "namespaces": list(named_netns(prefix))}
 
 
-def assert_gone(prefix: str, inodes: set[int]) -> None:
+def assert_gone(prefix: str, pids: set[int]) -> None:
     deadline = time.monotonic() + 10
-    left = leftovers(prefix, inodes)
+    left = leftovers(prefix, pids)
     while any(left.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = leftovers(prefix, inodes)
+        left = leftovers(prefix, pids)
     assert not any(left.values()), f"lab {prefix} left behind: {left}"
 
 
@@ -59,12 +68,12 @@ def test_cli_up_status_exec_down():
         assert "eth1" in twin("exec", "--lab", prefix, "h1", "--", "ip", "-o", "link").stdout
         bad = twin("exec", "--lab", prefix, "h9", "--", "true", check=False)
         assert bad.returncode == 2 and "no node named 'h9'" in bad.stderr
-        inodes = {n.netns for n in LabState.load(prefix).nodes.values() if n.netns}
+        pids = lab_pids(LabState.load(prefix))
         owner = LabState.load(prefix).owner_pid
     finally:
         twin("down", "--lab", prefix)
     assert not pid_alive(owner)
-    assert_gone(prefix, inodes)
+    assert_gone(prefix, pids)
     gone = twin("status", "--lab", prefix, check=False)
     assert gone.returncode == 2 and "no running lab" in gone.stderr
 
@@ -84,14 +93,14 @@ def test_kill9_owner_then_clean_leaves_nothing_and_a_new_lab_boots():
         prefix = proc.stdout.readline().strip()
         assert prefix, "the owner process never reported its lab"
         st = LabState.load(prefix)
-        inodes = {n.netns for n in st.nodes.values() if n.netns}
+        pids = lab_pids(st)
         assert bridges_with_prefix(prefix), "lab did not create its bridges"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        assert any(leftovers(prefix, inodes).values()), "a killed owner should leave something for clean to remove"
+        assert any(leftovers(prefix, pids).values()), "a killed owner should leave something for clean to remove"
         out = twin("clean", "--lab", prefix).stdout
         assert prefix in out
-        assert_gone(prefix, inodes)
+        assert_gone(prefix, pids)
         assert not pid_alive(st.controller_pid)
         assert not st.dir.exists()
     finally:
@@ -130,8 +139,8 @@ def test_two_labs_of_one_file_side_by_side_do_not_interfere():
     finally:
         release_lab(a)
         release_lab(b)
-    assert_gone(a.prefix, set())
-    assert_gone(b.prefix, set())
+    assert_gone(a.prefix, lab_pids(a.state))
+    assert_gone(b.prefix, lab_pids(b.state))
 
 
 def test_cli_faults_on_a_running_lab():

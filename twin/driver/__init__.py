@@ -38,6 +38,8 @@ def target_for(lab: Any, node: str, *, station: str | None = None, username: str
     console = getattr(ns, "console", None) or ready.get("console") or str(lab.dir / "devices" / node / "console.sock")
     return Target(
         device=node, node_pid=ns.pid or None, station_pid=(st_node.pid or None) if st_node else None,
+        node_netns=lab.netns_path(node) if hasattr(lab, "netns_path") else None,
+        station_netns=lab.netns_path(station) if st_node and hasattr(lab, "netns_path") else None,
         mgmt_ip=mgmt_ip, console_socket=console,
         ssh_port=int(ready.get("ssh_port") or 22), telnet_port=int(ready.get("telnet_port") or 23),
         username=username if username is not None else getattr(ns, "username", None),

@@ -13,26 +13,26 @@ from typing import Any
 
 from twin.driver import target_for
 from twin.driver.errors import DriverError
-from twin.driver.transport import MNEXEC, Target
-from twin.nodeexec import _clean_env
+from twin.driver.transport import Target
+from twin.nodeexec import _clean_env, ns_argv
 
 
 def interactive_argv(target: Target, transport: str = "console", python: str = sys.executable) -> list[str]:
     """The client command line a person gets for `transport` (escape: Ctrl-] on console and telnet)."""
     t = target
     if transport == "console":
-        if not t.node_pid or not t.console_socket:
+        if not (t.node_pid or t.node_netns) or not t.console_socket:
             raise DriverError(f"{t.device} has no console")
-        return [MNEXEC, "-a", str(t.node_pid), python, "-m", "emulators.console_attach", "--escape",
-                t.console_socket]
-    if not t.station_pid or not t.mgmt_ip:
+        return ns_argv([python, "-m", "emulators.console_attach", "--escape", t.console_socket],
+                       t.node_pid, t.node_netns)
+    if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
         raise DriverError(f"{t.device}: {transport} needs a management address and a management station")
     if transport == "ssh":
-        return [MNEXEC, "-a", str(t.station_pid), "ssh", "-t", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR",
-                "-p", str(t.ssh_port), f"{t.username or 'admin'}@{t.mgmt_ip}"]
+        return ns_argv(["ssh", "-t", "-o", "StrictHostKeyChecking=no",
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR",
+                        "-p", str(t.ssh_port), f"{t.username or 'admin'}@{t.mgmt_ip}"], t.station_pid, t.station_netns)
     if transport == "telnet":
-        return [MNEXEC, "-a", str(t.station_pid), "telnet", t.mgmt_ip, str(t.telnet_port)]
+        return ns_argv(["telnet", t.mgmt_ip, str(t.telnet_port)], t.station_pid, t.station_netns)
     raise DriverError(f"unknown transport {transport!r} (console, ssh, telnet)")
 
 

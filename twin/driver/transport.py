@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pexpect
 
 from twin.driver.errors import DriverError, LoginError
-from twin.nodeexec import MNEXEC, _clean_env
+from twin.nodeexec import _clean_env, ns_argv
 
 if TYPE_CHECKING:
     from twin.driver.channel import Channel
@@ -34,6 +34,8 @@ class Target:
     device: str                         # node name, used in every message
     node_pid: int | None = None         # a process in the device's namespace (console client runs there)
     station_pid: int | None = None      # a process in the management station (ssh/telnet clients run there)
+    node_netns: str | None = None       # or the pinned handles of those namespaces (preferred)
+    station_netns: str | None = None
     mgmt_ip: str | None = None
     console_socket: str | None = None
     ssh_port: int = 22
@@ -102,9 +104,9 @@ class ConsoleTransport(Transport):
 
     def argv(self) -> list[str]:
         t = self.target
-        if not t.node_pid or not t.console_socket:
+        if not (t.node_pid or t.node_netns) or not t.console_socket:
             raise DriverError(f"{t.device} has no console (no namespace PID or console socket in the lab state)")
-        return [MNEXEC, "-a", str(t.node_pid), self.python, "-m", "emulators.console_attach", t.console_socket]
+        return ns_argv([self.python, "-m", "emulators.console_attach", t.console_socket], t.node_pid, t.node_netns)
 
     def login(self, channel: "Channel", timeout: float) -> None:
         pats = [channel.prompt_re(), USER_RE, PASS_RE, LOGIN_FAILED_RE]
@@ -123,16 +125,16 @@ class SshTransport(Transport):
 
     def argv(self) -> list[str]:
         t = self.target
-        if not t.station_pid or not t.mgmt_ip:
+        if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
             raise DriverError(f"{t.device}: SSH needs a management address and a management station "
                               f"(mgmt_ip={t.mgmt_ip!r}, station pid={t.station_pid!r})")
         if not t.username:
             raise LoginError(f"{t.device} (ssh): no username known (pass username=)")
-        return [MNEXEC, "-a", str(t.station_pid), "ssh", "-tt", "-e", "none",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-                "-p", str(t.ssh_port), f"{t.username}@{t.mgmt_ip}"]
+        return ns_argv(["ssh", "-tt", "-e", "none",
+                        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                        "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
+                        "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+                        "-p", str(t.ssh_port), f"{t.username}@{t.mgmt_ip}"], t.station_pid, t.station_netns)
 
     def login(self, channel: "Channel", timeout: float) -> None:
         t = self.target
@@ -161,10 +163,10 @@ class TelnetTransport(Transport):
 
     def argv(self) -> list[str]:
         t = self.target
-        if not t.station_pid or not t.mgmt_ip:
+        if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
             raise DriverError(f"{t.device}: telnet needs a management address and a management station "
                               f"(mgmt_ip={t.mgmt_ip!r}, station pid={t.station_pid!r})")
-        return [MNEXEC, "-a", str(t.station_pid), "telnet", "-8", "-E", t.mgmt_ip, str(t.telnet_port)]
+        return ns_argv(["telnet", "-8", "-E", t.mgmt_ip, str(t.telnet_port)], t.station_pid, t.station_netns)
 
     def login(self, channel: "Channel", timeout: float) -> None:
         i = channel.expect([channel.prompt_re(), USER_RE, PASS_RE, UNREACHABLE_RE, pexpect.EOF], timeout,

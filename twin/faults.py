@@ -47,6 +47,10 @@ class CpuLoad:
         self._lab.record_event("fault", fault="cpu-load-end", target=self.node)
 
 
+_STEPPED = {"link_down", "link_up", "power_off", "power_on", "kill", "stop", "cont", "cpu_load",
+            "restart_controller"}
+
+
 class Faults:
     def __init__(self, lab: "RunningLab") -> None:
         self.lab = lab
@@ -184,3 +188,21 @@ class Faults:
         self.lab.controller.wait_connected(self.lab.switch_names(), max(1.0, deadline - time.monotonic()))
         ev = self.lab.record_event("fault", fault="controller-restart", target="controller", new_pid=proc.pid)
         return Fault("controller-restart", "controller", t, {"ready": ev["time"]})
+
+
+def _stepped(name: str, fn):
+    """Every fault is a report step of its own: "inject fault: link-down h2:eth1"."""
+    import functools
+
+    from twin.evidence import step
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        shown = " ".join(str(a) for a in args)
+        with step(f"inject fault: {name.replace('_', '-')} {shown}".rstrip()):
+            return fn(self, *args, **kwargs)
+    return wrapper
+
+
+for _name in _STEPPED:
+    setattr(Faults, _name, _stepped(_name, getattr(Faults, _name)))

@@ -14,6 +14,15 @@ from pathlib import Path
 import pytest
 
 _ACTIVE: dict[str, object] = {}
+# one marker per system under test; it becomes the Allure epic
+SYSTEMS = {
+    "cluster": "Cluster re-provisioning",
+    "ems": "Element-management servers",
+    "aaa": "AAA failover",
+    "flows": "Multi-stage flow routing",
+    "configsync": "Active/standby configuration sync",
+}
+PLATFORM_EPIC = "twin platform"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,7 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in ("unit: fast tests of logic, no lab booted",
                  "e2e: boots a lab and checks with real traffic and real clients",
                  "slow: takes more than a few seconds even on its own",
-                 "lab(path): the lab file the module's or class's `lab` fixture boots"):
+                 "lab(path): the lab file the module's or class's `lab` fixture boots",
+                 *(f"{m}: {epic} (seed system)" for m, epic in SYSTEMS.items())):
         config.addinivalue_line("markers", line)
     if not hasattr(config, "workerinput") and os.geteuid() == 0:
         _clean_dead_labs()
@@ -84,11 +94,24 @@ def _lab_file(request: pytest.FixtureRequest) -> Path:
 def boot_lab(path: Path, timeout: float):
     """Boot a lab for a test; used by the `lab` fixture and by tests that need a second lab."""
     from twin.boot import Lab
+    from twin.evidence import attach_text, step
 
     lab = Lab.from_file(path)
-    lab.start(timeout=timeout)
+    with step(f"boot lab {lab.model.name} ({path.name})"):
+        try:
+            lab.start(timeout=timeout)
+        finally:
+            if lab.state.controller_log:
+                attach_text("controller log (boot)", _read(lab.state.controller_log)[-20000:])
     _ACTIVE[lab.prefix] = lab
     return lab
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def release_lab(lab, keep: bool = False) -> None:
@@ -123,6 +146,158 @@ class Timings:
 @pytest.fixture
 def timings(request: pytest.FixtureRequest) -> Timings:
     return Timings(request)
+
+
+@pytest.fixture
+def faults(lab):
+    """The lab's fault injector (each fault timestamped, and a step in the report)."""
+    return lab.faults
+
+
+@pytest.fixture
+def device(lab):
+    """`device("r1").ssh()`: sessions on the lab's devices, closed after the test."""
+    opened = []
+
+    def open_device(node: str):
+        handle = lab.device(node)
+        inner = handle.on_open
+
+        def remember(session):
+            opened.append(session)
+            if inner is not None:
+                inner(session)
+        handle.on_open = remember
+        return handle
+
+    yield open_device
+    for session in opened:
+        try:
+            session.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def probe(lab):
+    """`probe("h1", "h2")`: a started probe stream (stopped after the test); `.stop()` gives outages."""
+    from twin.traffic.probe import ProbeStream
+
+    streams = []
+
+    def start(src: str, dst: str, interval_ms: float = 5, port: int = 7777):
+        ps = ProbeStream(lab.nodes, src, dst, lab.address(dst), port=port, interval_ms=interval_ms).start()
+        streams.append(ps)
+        return ps
+
+    yield start
+    for ps in streams:
+        try:
+            if ps.result is None:
+                ps.stop()
+        except Exception:
+            pass
+
+
+# ---- report labels and evidence ------------------------------------------------------------------
+def _labels(item: pytest.Item) -> None:
+    from twin.evidence import allure
+
+    if allure is None:
+        return
+    epic = next((SYSTEMS[m] for m in SYSTEMS if item.get_closest_marker(m)), PLATFORM_EPIC)
+    allure.dynamic.epic(epic)
+    allure.dynamic.feature(item.module.__name__.split(".")[-1].removeprefix("test_").replace("_", " "))
+    allure.dynamic.story(item.name.removeprefix("test_").split("[")[0].replace("_", " "))
+    sev = item.get_closest_marker("severity")
+    level = sev.args[0] if sev and sev.args else ("critical" if item.get_closest_marker("e2e") else "normal")
+    allure.dynamic.severity(getattr(allure.severity_level, str(level).upper(), allure.severity_level.NORMAL))
+    allure.dynamic.tag("e2e" if item.get_closest_marker("e2e") else "unit")
+
+
+def _lab_of(item: pytest.Item):
+    funcargs = getattr(item, "funcargs", {}) or {}
+    lab = funcargs.get("lab")
+    return lab if lab is not None and hasattr(lab, "state") else None
+
+
+def attach_lab_evidence(lab, since: float, timings_path: Path | None, nodeid: str) -> None:
+    """Topology picture, flow tables, controller log, event timeline, device transcripts, pcaps and
+    the figures the test measured: attached on success and on failure alike."""
+    import json
+    import time
+
+    from twin.evidence import attach_file, attach_text
+
+    try:
+        from twin.graph import render, running_dot
+
+        png = lab.dir / "evidence" / f"topology-{time.time():.3f}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        render(running_dot(lab), png)
+        attach_file(f"topology of {lab.name} (coloured by node state)", png)
+    except Exception as exc:  # evidence must never hide the test's own result
+        attach_text("topology (not drawn)", str(exc))
+    for sw in lab.switch_names():
+        attach_text(f"flow table {sw} ({lab.bridge(sw)})", lab.dump_flows(sw))
+    attach_text("controller log", lab.controller_log()[-30000:])
+    events = [e for e in lab.events() if e.get("time", 0) >= since - 0.001]
+    if events:
+        lines = [f"{time.strftime('%H:%M:%S', time.localtime(e['time']))}.{int(e['time'] * 1000) % 1000:03d}  "
+                 f"{e.get('fault') or e.get('kind')}  {e.get('target', '')}" for e in events]
+        attach_text("event timeline", "\n".join(lines))
+    sessions, captures = lab.produced.take()
+    for s in sessions:
+        try:
+            attach_text(f"transcript {s.device} over {s.transport}", s.transcript)
+        except Exception:
+            pass
+    for cap in captures:
+        attach_file(f"capture {cap.name}", cap)
+    if timings_path is not None and timings_path.exists():
+        rows = [json.loads(l) for l in timings_path.read_text().splitlines() if l.strip()]
+        rows = [r for r in rows if r.get("test") == nodeid]
+        if rows:
+            table = "measure,value,unit\n" + "\n".join(f"\"{r['name']}\",{r['value']},{r['unit']}" for r in rows)
+            attach_text("timings", table, "csv")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    import time
+
+    _labels(item)
+    started = time.time()
+    outcome = yield
+    del outcome
+    lab = _lab_of(item)
+    if lab is not None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        attach_lab_evidence(lab, started, Path(item.config.rootpath) / "reports" / "timings" / f"{worker}.jsonl",
+                            item.nodeid)
+
+
+def pytest_handlecrashitem(crashitem: str, report, sched) -> None:  # pytest-xdist hook
+    """A test whose worker died still appears in the report, as broken."""
+    _write_broken_result(sched.config, crashitem, str(report.longrepr))
+
+
+def _write_broken_result(config: pytest.Config, nodeid: str, message: str) -> None:
+    import json
+    import time
+    import uuid
+
+    alluredir = config.getoption("allure_report_dir", None)
+    if not alluredir:
+        return
+    now = int(time.time() * 1000)
+    result = {"uuid": str(uuid.uuid4()), "historyId": uuid.uuid5(uuid.NAMESPACE_URL, nodeid).hex,
+              "name": nodeid.split("::")[-1], "fullName": nodeid, "status": "broken",
+              "statusDetails": {"message": f"the test's worker crashed: {message[:2000]}"},
+              "start": now, "stop": now,
+              "labels": [{"name": "epic", "value": PLATFORM_EPIC}, {"name": "suite", "value": nodeid.split("::")[0]}]}
+    Path(alluredir).mkdir(parents=True, exist_ok=True)
+    (Path(alluredir) / f"{result['uuid']}-result.json").write_text(json.dumps(result))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,10 @@ from twin.state import LabState, LinkState, all_states, pid_alive
 
 class RunningLab:
     def __init__(self, state: LabState) -> None:
+        from twin.evidence import Produced
+
         self.state = state
+        self.produced = Produced()  # device sessions and captures, for the report
 
     # ---- finding labs -------------------------------------------------------------------------
     @classmethod
@@ -185,7 +188,9 @@ class RunningLab:
         st = self._node(node)
         if not st.emulator_cmd:
             raise LabError(f"{node} is a {st.kind}, not an emulated device (it has no CLI)")
-        return DeviceHandle(self, node)
+        handle = DeviceHandle(self, node)
+        handle.on_open = self.produced.sessions.append
+        return handle
 
     def devices(self) -> list[str]:
         return [n for n, s in self.state.nodes.items() if s.emulator_cmd]
@@ -263,6 +268,14 @@ class RunningLab:
         self.start_device(node)
         self.wait_devices([node], timeout)
         self.record_event("device-restart", target=node)
+
+    def capture(self, node: str, intf: str = "eth1", bpf: str = "", name: str | None = None):
+        """A tcpdump capture inside a node (context manager); its pcap is attached to the report."""
+        from twin.traffic.capture import Capture
+
+        cap = Capture(self.nodes, node, intf, bpf, self.dir / "captures" / (name or f"{node}-{intf}-{time.time():.0f}.pcap"))
+        self.produced.captures.append(cap.path)
+        return cap
 
     @property
     def faults(self):

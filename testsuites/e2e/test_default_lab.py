@@ -9,6 +9,7 @@ import pytest
 
 from twin.traffic.iperf import iperf3
 from twin.traffic.pingmesh import ping_mesh
+from twin.evidence import step
 from twin.traffic.probe import ProbeStream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab("labs/default.yaml")]
@@ -72,13 +73,16 @@ def test_controller_rule_is_obeyed(lab):
 
 
 def test_link_down_outage_is_measured(lab, timings):
-    with ProbeStream(lab.nodes, "h1", "h2", lab.address("h2"), interval_ms=5) as probe:
+    with lab.capture("h2", "eth1", "udp port 7777", name="h2-eth1-probe.pcap") as cap, \
+            ProbeStream(lab.nodes, "h1", "h2", lab.address("h2"), interval_ms=5) as probe:
         probe.wait_until_flowing(10)
         fault = lab.faults.link_down("h2:eth1")
-        probe.wait_until_lost(5, gap_ms=200)
+        with step("wait until the probe sees the outage"):
+            probe.wait_until_lost(5, gap_ms=200)
         repair = lab.faults.link_up("h2:eth1")
         probe.wait_until_flowing(10)
     result = probe.result
+    assert cap.count() > 0, "the capture on h2:eth1 saw no probe packets"
     outage = result.outage_after(fault.time)
     assert outage is not None, f"no outage measured after the fault: {result.to_dict()}"
     down_ms = (repair.time - fault.time) * 1000

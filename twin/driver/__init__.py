@@ -78,9 +78,13 @@ class DeviceHandle:
     def __init__(self, lab: Any, node: str) -> None:
         self.lab = lab
         self.node = node
+        self.on_open: Any = None  # the lab records sessions so their transcripts reach the report
 
     def open(self, transport: str = "console", **kwargs: Any) -> DeviceSession:
-        return open_session(self.lab, self.node, transport, **kwargs)
+        session = open_session(self.lab, self.node, transport, **kwargs)
+        if self.on_open is not None:
+            self.on_open(session)
+        return session
 
     def console(self, **kwargs: Any) -> DeviceSession:
         return self.open("console", **kwargs)

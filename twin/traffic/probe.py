@@ -421,6 +421,12 @@ class ProbeStream:
                              elapsed_ms=data.get("elapsed_ms", 0.0), wall=data.get("wall", 0.0))
 
     def wait_until_flowing(self, timeout_s: float = 5.0) -> ProbeProgress:
+        from twin.evidence import step
+
+        with step(f"wait for traffic {self.src} -> {self.dst} to flow"):
+            return self._wait_until_flowing(timeout_s)
+
+    def _wait_until_flowing(self, timeout_s: float = 5.0) -> ProbeProgress:
         """Block until new echoes come back (more than when called), so the caller knows the path
         works before injecting a fault, or has recovered after repairing one."""
         deadline = time.monotonic() + timeout_s

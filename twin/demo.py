@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Scenario suites: one per system under test, added as each system lands.
-SCENARIOS = ["testsuites/e2e/test_default_lab.py"]
+SCENARIOS = ["testsuites/e2e/test_default_lab.py", "testsuites/e2e/test_device_cli.py"]
 
 
 def run_scenarios(workers: str = "auto") -> int:

@@ -48,8 +48,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests that share a module's lab run on one xdist worker (with --dist loadgroup), so the lab
     boots once per module rather than once per worker."""
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
+        if item.get_closest_marker("xdist_group") is None and _uses_module_resource(item):
             item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::")[0]))
+
+
+def _uses_module_resource(item: pytest.Item) -> bool:
+    """A test that uses the lab, or any module-scoped fixture (a bridge, a daemon), shares it with
+    its module: spreading the module over workers would set the resource up once per worker."""
+    if "lab" in getattr(item, "fixturenames", ()):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        if any(d.scope in ("module", "package") for d in defs):
+            return True
+    return False
 
 
 def _clean_dead_labs() -> None:

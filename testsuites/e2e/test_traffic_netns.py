@@ -15,71 +15,22 @@ from dataclasses import dataclass
 
 import pytest
 
-from twin.nodeexec import NodeExec
+from netns_pair import NetnsPair, netns_pair
+
 from twin.traffic import IperfError, ProbeError, ProbeStream, iperf3, ping_mesh
 from twin.traffic.probe import outages_summary
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Pair:
-    nodes: NodeExec
-    ns: dict[str, str]       # node -> namespace name
-    intf: dict[str, str]     # node -> its veth end
-    ip: dict[str, str]       # node -> address
-
-    def link(self, node: str, up: bool) -> None:
-        _ip(["-n", self.ns[node], "link", "set", self.intf[node], "up" if up else "down"])
-
-
-def _ip(args: list[str]) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-
-
 @pytest.fixture(scope="module")
-def pair() -> Iterator[Pair]:
+def pair() -> Iterator[NetnsPair]:
     pid = os.getpid()
-    ns = {"a": f"twtr{pid}a", "b": f"twtr{pid}b"}
-    intf = {"a": f"tv{pid}a", "b": f"tv{pid}b"}      # <= 15 characters for any PID up to 4194304
     subnet = 10 + pid % 200
-    ip = {"a": f"10.199.{subnet}.1", "b": f"10.199.{subnet}.2"}
-    holders: list[subprocess.Popen] = []
-    created: list[str] = []
-    try:
-        for node in ("a", "b"):
-            _ip(["netns", "add", ns[node]])
-            created.append(ns[node])
-        # Both ends are created directly inside the namespaces: never an interface in the root one.
-        _ip(["link", "add", intf["a"], "netns", ns["a"], "type", "veth",
-             "peer", "name", intf["b"], "netns", ns["b"]])
-        for node in ("a", "b"):
-            _ip(["-n", ns[node], "link", "set", "lo", "up"])
-            _ip(["-n", ns[node], "addr", "add", f"{ip[node]}/24", "dev", intf[node]])
-            _ip(["-n", ns[node], "link", "set", intf[node], "up"])
-            # `ip netns exec` execs `sleep`, so this PID is a process living in the namespace.
-            holders.append(subprocess.Popen(["ip", "netns", "exec", ns[node], "sleep", "infinity"],
-                                            stdin=subprocess.DEVNULL))
-        nodes = NodeExec({"a": holders[0].pid, "b": holders[1].pid})
-        deadline = time.monotonic() + 5
-        while any(os.readlink(f"/proc/{p.pid}/ns/net") == os.readlink("/proc/self/ns/net") for p in holders):
-            assert time.monotonic() < deadline, "namespace holders never entered their namespaces"
-            time.sleep(0.01)
-        for node in ("a", "b"):
-            nodes.run(node, ["ethtool", "-K", intf[node], "tx", "off"], timeout=10, check=True)
-        yield Pair(nodes=nodes, ns=ns, intf=intf, ip=ip)
-    finally:
-        for proc in holders:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for name in created:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+    with netns_pair(ns={"a": f"twtr{pid}a", "b": f"twtr{pid}b"},
+                    intf={"a": f"tv{pid}a", "b": f"tv{pid}b"},   # <= 15 characters for any PID
+                    addresses={"a": f"10.199.{subnet}.1", "b": f"10.199.{subnet}.2"}) as p:
+        yield p
 
 
 def _poll(cond, timeout_s: float, what: str, interval_s: float = 0.005):
@@ -93,7 +44,7 @@ def _poll(cond, timeout_s: float, what: str, interval_s: float = 0.005):
         time.sleep(interval_s)
 
 
-def test_probe_no_outage(pair: Pair) -> None:
+def test_probe_no_outage(pair: NetnsPair) -> None:
     with ProbeStream(pair.nodes, "a", "b", pair.ip["b"], port=7777, interval_ms=5) as stream:
         first = stream.progress()
         _poll(lambda: (p := stream.progress()) and p.received >= first.received + 100, 10,
@@ -106,7 +57,7 @@ def test_probe_no_outage(pair: Pair) -> None:
     assert r.start_wall <= time.time()
 
 
-def test_probe_measures_link_down_outage(pair: Pair) -> None:
+def test_probe_measures_link_down_outage(pair: NetnsPair) -> None:
     down_for_s = 0.5
     stream = ProbeStream(pair.nodes, "a", "b", pair.ip["b"], port=7778, interval_ms=2)
     stream.start()
@@ -147,7 +98,7 @@ def test_probe_measures_link_down_outage(pair: Pair) -> None:
     assert len([o for o in r.outages if o.lost > 1]) == 1, context
 
 
-def test_wait_until_flowing_names_the_path(pair: Pair) -> None:
+def test_wait_until_flowing_names_the_path(pair: NetnsPair) -> None:
     # Nobody at this address inside b's subnet: the error must say which path and what was seen.
     stream = ProbeStream(pair.nodes, "a", "b", pair.ip["b"].rsplit(".", 1)[0] + ".99", port=7779,
                          flow_timeout_s=0.5)
@@ -157,26 +108,26 @@ def test_wait_until_flowing_names_the_path(pair: Pair) -> None:
     assert "a->b" in msg and "not flowing" in msg and "sent" in msg
 
 
-def test_iperf3_tcp(pair: Pair) -> None:
+def test_iperf3_tcp(pair: NetnsPair) -> None:
     r = iperf3(pair.nodes, "a", "b", pair.ip["b"], seconds=1, port=5299)
     assert r.bits_per_second > 0 and r.bytes > 0, str(r)
     assert r.retransmits is not None
     assert "end" in r.raw
 
 
-def test_iperf3_udp(pair: Pair) -> None:
+def test_iperf3_udp(pair: NetnsPair) -> None:
     r = iperf3(pair.nodes, "b", "a", pair.ip["a"], seconds=1, udp=True, bitrate="10M", port=5298)
     assert r.udp and r.bits_per_second > 0 and r.lost_percent is not None, str(r)
 
 
-def test_iperf3_error_is_clear(pair: Pair) -> None:
+def test_iperf3_error_is_clear(pair: NetnsPair) -> None:
     with pytest.raises(IperfError) as info:
         # server listens in b, client targets an address nobody has: connect fails
         iperf3(pair.nodes, "a", "b", pair.ip["b"].rsplit(".", 1)[0] + ".99", seconds=1, port=5297)
     assert "iperf3" in str(info.value) and "a -> b" in str(info.value)
 
 
-def test_ping_mesh(pair: Pair) -> None:
+def test_ping_mesh(pair: NetnsPair) -> None:
     mesh = ping_mesh(pair.nodes, {"a": pair.ip["a"], "b": pair.ip["b"]})
     assert mesh.ok, str(mesh)
     assert len(mesh.pairs) == 2 and mesh.failures == []

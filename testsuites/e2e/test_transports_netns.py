@@ -27,6 +27,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from netns_pair import netns_pair, stop
+
 from twin.driver import CommandError, DriverError, LoginError, Target, connect
 from twin.nodeexec import MNEXEC, NodeExec
 
@@ -100,59 +102,21 @@ class Net:
         return replace(t, **over)
 
 
-def _ip(args: list[str]) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-
-
-def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+_stop = stop
 
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
     pid = os.getpid()
-    ns = {"dev": f"twtp{pid}d", "sta": f"twtp{pid}s"}
-    intf = {"dev": "mgmt0", "sta": f"tp{pid}s"}
     subnet = 10 + pid % 200
-    ip = {"dev": f"10.198.{subnet}.1", "sta": f"10.198.{subnet}.2"}
-    holders: list[subprocess.Popen] = []
-    created: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="twtp"))  # short: console socket paths must fit in 108 bytes
     try:
-        for n in ("dev", "sta"):
-            _ip(["netns", "add", ns[n]])
-            created.append(ns[n])
-        _ip(["link", "add", f"tp{pid}d", "netns", ns["dev"], "type", "veth",
-             "peer", "name", intf["sta"], "netns", ns["sta"]])
-        # The device's end is its management interface, which the router leaves to the lab.
-        _ip(["-n", ns["dev"], "link", "set", f"tp{pid}d", "name", intf["dev"]])
-        for n in ("dev", "sta"):
-            _ip(["-n", ns[n], "link", "set", "lo", "up"])
-            _ip(["-n", ns[n], "addr", "add", f"{ip[n]}/24", "dev", intf[n]])
-            _ip(["-n", ns[n], "link", "set", intf[n], "up"])
-            holders.append(subprocess.Popen(["ip", "netns", "exec", ns[n], "sleep", "infinity"],
-                                            stdin=subprocess.DEVNULL))
-        nodes = NodeExec({"dev": holders[0].pid, "sta": holders[1].pid})
-        deadline = time.monotonic() + 5
-        while any(os.readlink(f"/proc/{p.pid}/ns/net") == os.readlink("/proc/self/ns/net") for p in holders):
-            assert time.monotonic() < deadline, "namespace holders never entered their namespaces"
-            time.sleep(0.01)
-        for n in ("dev", "sta"):
-            nodes.run(n, ["ethtool", "-K", intf[n], "tx", "off"], timeout=10, check=True)
-        yield Net(nodes=nodes, ns=ns, ip=ip, tmp=tmp, kind=_kind())
+        # the device's end is its management interface, which the router leaves to the lab
+        with netns_pair(ns={"dev": f"twtp{pid}d", "sta": f"twtp{pid}s"},
+                        intf={"dev": "mgmt0", "sta": f"tp{pid}s"},
+                        addresses={"dev": f"10.198.{subnet}.1", "sta": f"10.198.{subnet}.2"}) as p:
+            yield Net(nodes=p.nodes, ns=p.ns, ip=p.ip, tmp=tmp, kind=_kind())
     finally:
-        for proc in holders:
-            _stop(proc)
-        for name in created:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

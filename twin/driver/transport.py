@@ -118,6 +118,14 @@ class ConsoleTransport(Transport):
         self._device_login(channel, timeout, first)
 
 
+def from_station(t: "Target", what: str, argv: list[str]) -> list[str]:
+    """`argv` run in the management station: SSH and telnet clients never run in the root namespace."""
+    if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
+        raise DriverError(f"{t.device}: {what} needs a management address and a management station "
+                          f"(mgmt_ip={t.mgmt_ip!r}, station pid={t.station_pid!r})")
+    return ns_argv(argv, t.station_pid, t.station_netns)
+
+
 class SshTransport(Transport):
     """The OpenSSH client from the management station, password authentication only."""
 
@@ -125,16 +133,13 @@ class SshTransport(Transport):
 
     def argv(self) -> list[str]:
         t = self.target
-        if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
-            raise DriverError(f"{t.device}: SSH needs a management address and a management station "
-                              f"(mgmt_ip={t.mgmt_ip!r}, station pid={t.station_pid!r})")
-        if not t.username:
+        if not t.username and (t.station_pid or t.station_netns) and t.mgmt_ip:
             raise LoginError(f"{t.device} (ssh): no username known (pass username=)")
-        return ns_argv(["ssh", "-tt", "-e", "none",
-                        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                        "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
-                        "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-                        "-p", str(t.ssh_port), f"{t.username}@{t.mgmt_ip}"], t.station_pid, t.station_netns)
+        return from_station(t, "SSH", ["ssh", "-tt", "-e", "none",
+                                       "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                       "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
+                                       "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+                                       "-p", str(t.ssh_port), f"{t.username}@{t.mgmt_ip}"])
 
     def login(self, channel: "Channel", timeout: float) -> None:
         t = self.target
@@ -163,10 +168,7 @@ class TelnetTransport(Transport):
 
     def argv(self) -> list[str]:
         t = self.target
-        if not (t.station_pid or t.station_netns) or not t.mgmt_ip:
-            raise DriverError(f"{t.device}: telnet needs a management address and a management station "
-                              f"(mgmt_ip={t.mgmt_ip!r}, station pid={t.station_pid!r})")
-        return ns_argv(["telnet", "-8", "-E", t.mgmt_ip, str(t.telnet_port)], t.station_pid, t.station_netns)
+        return from_station(t, "telnet", ["telnet", "-8", "-E", t.mgmt_ip, str(t.telnet_port)])
 
     def login(self, channel: "Channel", timeout: float) -> None:
         i = channel.expect([channel.prompt_re(), USER_RE, PASS_RE, UNREACHABLE_RE, pexpect.EOF], timeout,

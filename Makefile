@@ -25,6 +25,7 @@ e2e: install
 bench: install
 	@$(PY) bench/boot_time.py
 	@$(PY) bench/cli_latency.py
+	@$(PY) bench/suite_speedup.py
 
 report: install
 	@bash scripts/render-report.sh

@@ -22,6 +22,7 @@ from twin.lab.loader import LabModel
 from twin.lab.schema import KINDS
 from twin.naming import (allocate_prefix, bridge_name, mgmt_bridge_name, mgmt_port_name, mininet_name,
                          netns_name, switch_port_name)
+from twin.ovs import ensure_ovs
 from twin.ports import allocate_port
 from twin.running import RunningLab
 from twin.state import LabState, LinkState, NodeState
@@ -104,6 +105,8 @@ class Lab(RunningLab):
         spec, plan = self.model.spec, self.model.plan
         deadline = time.monotonic() + timeout
         prefix = st.prefix
+
+        ensure_ovs()
 
         # 1. controller, in the background while the network is built
         switches = spec.switches()

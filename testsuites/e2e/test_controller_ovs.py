@@ -24,6 +24,7 @@ import pytest
 from twin.controller_client import ControllerClient, ControllerError
 from twin.controller_process import (controller_log_problems, dump_flows, start_controller, stop_controller,
                                      wait_listening)
+from twin.ovs import ensure_ovs
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +165,7 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0 or shutil.which("ovs-vsctl") is None:
         pytest.skip("needs root and Open vSwitch")
-    sh("ovs-vsctl", "show")  # fails loudly if ovsdb/ovs-vswitchd are not running
+    ensure_ovs()  # starts ovsdb/ovs-vswitchd if a reboot stopped them, or fails saying why
     lab = Lab(tmp_path_factory.mktemp("ctl-e2e"))
     try:
         lab.start_controller()

@@ -112,6 +112,34 @@ def test_xdist_workers_get_their_own_labs_and_a_crashed_worker_is_reported_broke
     assert "worker crashed" in broken[0]["statusDetails"]["message"]
 
 
+GROUPED = """
+import os, pytest
+
+@pytest.fixture(scope="module")
+def shared():
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+@pytest.mark.parametrize("i", range(6))
+def test_uses_module_fixture(shared, i):
+    with open(os.path.join({out!r}, "{name}-%d" % i), "w") as fh:
+        fh.write(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_tests_sharing_a_module_resource_run_on_one_worker(pytester, tmp_path):
+    """The grouping is what makes a lab boot once per module under -n: if xdist stops honouring it
+    (as with pytest 9.2 and xdist 3.8, which drop the group suffix), labs boot once per worker."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pytester.makepyfile(test_a=GROUPED.format(out=str(out), name="a"),
+                        test_b=GROUPED.format(out=str(out), name="b"))
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup")
+    res.assert_outcomes(passed=12)
+    for name in ("a", "b"):
+        workers = {(out / f"{name}-{i}").read_text() for i in range(6)}
+        assert len(workers) == 1, f"module {name} was spread over workers {sorted(workers)}"
+
+
 def test_markers_are_registered(pytester):
     pytester.makepyfile("""
 import pytest

@@ -10,7 +10,7 @@ import importlib
 from .device import BaseDevice
 
 _KINDS: dict[str, type[BaseDevice]] = {}
-_BUILTIN = {"router": "emulators.router:Router"}
+_BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer"}
 
 
 def register(kind: str, cls: type[BaseDevice]) -> None:

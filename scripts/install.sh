@@ -12,7 +12,7 @@ fi
 # Debian packages the lab needs. Debian's mininet package provides /usr/bin/mnexec.
 APT_PKGS=(openvswitch-switch mininet iproute2 iputils-ping iperf3 ethtool tcpdump graphviz procps
           python3-venv make
-          openssh-client telnet)
+          openssh-client telnet freeradius-utils)
 # The Allure command line (make report) needs Java and npm; taken from Debian only when missing, as a
 # machine may already have them from elsewhere (Debian's npm brings nodejs 18, enough for Allure).
 command -v java >/dev/null 2>&1 || APT_PKGS+=(openjdk-17-jre-headless)

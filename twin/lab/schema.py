@@ -38,6 +38,7 @@ KINDS: dict[str, KindInfo] = {
     "switch": KindInfo("switch", switch=True, description="Open vSwitch bridge (userspace datapath, OpenFlow 1.3)"),
     "host": KindInfo("host", description="Linux host in its own network namespace"),
     "router": KindInfo("router", forwards=True, emulated=True, description="IP router / network access server (IOS-like CLI)"),
+    "aaa": KindInfo("aaa", emulated=True, description="RADIUS AAA server that tells its clients to fail over (IOS-like CLI)"),
 }
 
 

@@ -39,5 +39,9 @@ def initial_config(model: LabModel, node: str) -> str:
     if node in plan.gateways:
         lines.append(f"ip route 0.0.0.0 0.0.0.0 {plan.gateways[node]}")
     lines.append("!")
+    extra = spec.nodes[node].startup_config
+    if extra:
+        lines += [ln.rstrip() for ln in extra.strip("\n").splitlines() if ln.strip() != "end"]
+        lines.append("!")
     lines.append("end")
     return "\n".join(lines) + "\n"

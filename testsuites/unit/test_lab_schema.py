@@ -149,3 +149,39 @@ def test_json_schema_export():
 def test_every_lab_in_labs_dir_validates():
     for f in sorted((ROOT / "labs").glob("*.yaml")):
         load_lab(f)
+
+
+def test_yaml_merge_keys_share_node_settings_and_local_keys_win():
+    model = parse_lab("""
+name: merge
+nodes:
+  s1: {kind: switch}
+  r1: &rtr {kind: router, version: "15.2(4)", routes: [{to: default, via: 10.0.0.9}]}
+  r2: {<<: *rtr, version: "16.9(1)"}
+links:
+  - endpoints: [r1:eth1, s1:eth1]
+  - endpoints: [r2:eth1, s1:eth2]
+""")
+    r2 = model.spec.nodes["r2"]
+    assert r2.kind == "router" and r2.version == "16.9(1)" and str(r2.routes[0].via) == "10.0.0.9"
+    assert "`<<:` must merge a mapping" in one("name: m\nnodes:\n  h1: {<<: 5}\n")
+
+
+def test_startup_config_lands_in_the_initial_config_and_needs_a_device_cli():
+    from twin.devconfig import initial_config
+
+    model = parse_lab("""
+name: sc
+nodes:
+  s1: {kind: switch}
+  r1:
+    kind: router
+    startup-config: |
+      radius-server host 10.1.0.11 key k
+      end
+links:
+  - endpoints: [r1:eth1, s1:eth1]
+""")
+    text = initial_config(model, "r1")
+    assert "radius-server host 10.1.0.11 key k\n!\nend\n" in text and text.count("end\n") == 1
+    assert "kind 'host' has no device CLI" in one("name: sc\nnodes:\n  h1: {startup-config: 'hostname x'}\n")

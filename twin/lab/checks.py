@@ -40,6 +40,9 @@ def check_lab(spec: LabSpec) -> list[Problem]:
             for intf, ispec in node.interfaces.items():
                 if ispec.ipv4 is not None:
                     bad(f"{path}.interfaces.{intf}.ipv4", "a switch port takes no IP address")
+        if node.startup_config is not None and not KINDS[kind].emulated:
+            bad(f"{path}.startup-config", f"kind {kind!r} has no device CLI; startup-config needs an emulated "
+                                          f"kind ({', '.join(k for k, i in sorted(KINDS.items()) if i.emulated)})")
         for intf in node.interfaces:
             if intf in RESERVED_INTFS:
                 bad(f"{path}.interfaces.{intf}", f"interface name {intf!r} is reserved by the lab")

@@ -55,7 +55,19 @@ class _Composer:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             first_line: dict[Any, int] = {}
+            merged: dict[Any, Any] = {}
             for knode, vnode in node.value:
+                if knode.tag == "tag:yaml.org,2002:merge":      # `<<: *anchor` (keys given here win)
+                    sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                    for src in sources:
+                        value = self.build(src, path)
+                        if not isinstance(value, dict):
+                            self.problems.append(Problem(path or "<top>", "`<<:` must merge a mapping (an anchored "
+                                                         "`&name {...}` block)", self.source, knode.start_mark.line + 1))
+                            continue
+                        for k, v in value.items():
+                            merged.setdefault(k, v)
+                    continue
                 key = yaml.SafeLoader(  # scalars only as keys
                     "").construct_object(knode) if not isinstance(knode, yaml.ScalarNode) else _scalar(knode)
                 sub = f"{path}.{key}" if path else str(key)
@@ -66,6 +78,8 @@ class _Composer:
                 first_line[key] = knode.start_mark.line + 1
                 self.lines[sub] = knode.start_mark.line + 1
                 out[key] = self.build(vnode, sub)
+            for k, v in merged.items():
+                out.setdefault(k, v)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, f"{path}[{i}]") for i, v in enumerate(node.value)]

@@ -113,6 +113,9 @@ class NodeSpec(_Strict):
     enable_secret: str | None = None
     auto_address: bool = Field(True, description="false: no pool addresses; the node is configured by hand (its CLI)")
     config: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
+    startup_config: str | None = Field(None, alias="startup-config",
+                                       description="device CLI lines applied after the generated addresses "
+                                                   "and routes at first boot (emulated kinds)")
 
 
 class Endpoint(BaseModel):

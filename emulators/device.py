@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "15.9(3)M4"
 LOCAL_PORT = {"ssh": 22, "telnet": 23, "console": 0}
-_SECRET_RE = re.compile(r"(\b(?:secret|password)\s+(?:[0-9]\s+)?)\S+", re.IGNORECASE)
+_SECRET_RE = re.compile(r"(\b(?:secret|password|key)\s+(?:[0-9]\s+)?)\S+", re.IGNORECASE)
 
 
 class BaseDevice(CommonCommands):

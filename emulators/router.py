@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .aaa.nas import RadiusNas
 from .cli.context import Context
 from .cli.tree import Mode, command
 from .device import BaseDevice
@@ -71,7 +72,7 @@ class IfConfig:
         return (self.address[0], plen if plen is not None else 32)
 
 
-class Router(BaseDevice):
+class Router(RadiusNas, BaseDevice):
     kind = "router"
     modes = BaseDevice.modes + (Mode("config-if", "(config-if)#", "config"),)
     hardware = "TWIN"
@@ -127,7 +128,7 @@ class Router(BaseDevice):
         routing += [f"ip route {p} {m} {n}" for p, m, n in
                     sorted(self.static_routes, key=lambda r: tuple(int(ipaddress.IPv4Address(x)) for x in r))]
         blocks.append(routing)
-        return blocks
+        return blocks + super().config_sections()      # RADIUS client (aaa/nas.py)
 
     # ------------------------------------------------------------------ applying to Linux
     def apply_all(self) -> None:
@@ -142,6 +143,7 @@ class Router(BaseDevice):
         self.hostname_changed()
         self._sync_routes()
         self._check_links()
+        super().apply_all()                            # RADIUS client: failover listener
 
     def hostname_changed(self) -> None:
         self.net.set_hostname(self.hostname)
@@ -232,6 +234,7 @@ class Router(BaseDevice):
         if self._check_links(links) or self._routes_pending:
             self._sync_routes()
         self._update_rates(links)
+        super().tick()                                 # RADIUS client: return-timeout
 
     def _update_rates(self, links: dict[str, Link]) -> None:
         """5-minute exponentially decayed rates, as IOS's default load-interval."""
@@ -251,6 +254,7 @@ class Router(BaseDevice):
             self._rates[name] = (now, dict(l.stats), rates)
 
     def shutdown_backend(self) -> None:
+        super().shutdown_backend()                     # RADIUS client: listener, load generator
         self.net.close()
 
     # ------------------------------------------------------------------ config commands

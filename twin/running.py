@@ -198,6 +198,34 @@ class RunningLab:
     def device_dir(self, node: str) -> Path:
         return self.dir / "devices" / node
 
+    def device_events(self, node: str, type: str | None = None, since: float = 0.0) -> list[dict[str, Any]]:
+        """A device's structured events (what it published: failovers, link changes, logins),
+        optionally of one type and from a time on; the device writes them, any process reads them."""
+        out = []
+        try:
+            lines = (self.device_dir(node) / "events.jsonl").read_text().splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue            # a line being written right now
+            if (type is None or ev.get("type") == type) and ev.get("time", 0) >= since:
+                out.append(ev)
+        return out
+
+    def wait_device_event(self, node: str, type: str, since: float, timeout: float = 15.0) -> dict[str, Any]:
+        """The first such event at or after `since`; LabError naming it if none comes in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.device_events(node, type, since)
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                raise LabError(f"no {type} event from {node} within {timeout:g} s")
+            time.sleep(0.05)
+
     def start_device(self, node: str) -> int:
         """Start a node's emulator inside its namespace (it loads its startup-config if saved)."""
         st = self._node(node)

@@ -16,7 +16,6 @@ bench/results/aaa_failover.md.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_out import publish  # noqa: E402
 
 from twin.boot import Lab  # noqa: E402
 
@@ -120,7 +121,6 @@ def main() -> int:
            "switch_ratio": round(base["switch_ms_p50"] / max(pro["switch_ms_p50"], 0.001), 1),
            "targets": {"switch_ms": 100, "failed_pct": 1.0},
            "met": pro["switch_ms_max"] <= 100 and (pro["failed_pct"] or 0) < 1.0, "runs": runs}
-    print(json.dumps(out))
     md = ["# AAA failover: proactive messages vs RADIUS timeouts", "",
           f"Overload: aaa1's 16 worker threads held; {len(NAS)} NAS at {args.rate} authentications/s each.", "",
           "| mode | trials | switch after crossing p50 | max | offered | failed | late (> 1 s) |",
@@ -130,9 +130,7 @@ def main() -> int:
                   f"{r['offered']} | {r['failed']} ({r['failed_pct']}%) | {r['late']} ({r['late_pct']}%) |")
     md += ["", f"Baseline / proactive time to switch (p50): **{out['switch_ratio']}x**. "
                f"Targets: within 100 ms, under 1% failed: {'met' if out['met'] else 'NOT met'}.", ""]
-    res = ROOT / "bench/results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "aaa_failover.md").write_text("\n".join(md))
+    publish("aaa_failover", out, md)
     return 0 if out["met"] else 1
 
 

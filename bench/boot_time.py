@@ -8,16 +8,16 @@ Prints one JSON line and writes bench/results/boot_time.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_out import publish  # noqa: E402
 
 from twin.boot import Lab  # noqa: E402
 from twin.lab import load_lab, parse_lab  # noqa: E402
@@ -111,7 +111,6 @@ def main() -> int:
         rec["teardown_ratio"] = rec["twin_teardown_s"] / rec["mininet_teardown_s"]
         out["cases"][label] = rec
         rows.append((label, rec))
-    print(json.dumps(out))
     md = ["# Boot-to-ready and teardown time", "",
           f"Median of {args.trials} trials on {os.cpu_count()} cores. twin's ready = controller up, every "
           "switch connected and its table-miss confirmed, every address and route set. Plain Mininet = "
@@ -121,9 +120,7 @@ def main() -> int:
     for label, r in rows:
         md.append(f"| {label} | {r['twin_boot_s']:.2f} | {r['mininet_boot_s']:.2f} | {r['boot_ratio']:.2f} | "
                   f"{r['twin_teardown_s']:.2f} | {r['mininet_teardown_s']:.2f} | {r['teardown_ratio']:.2f} |")
-    res = ROOT / "bench/results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "boot_time.md").write_text("\n".join(md) + "\n")
+    publish("boot_time", out, md)
     return 0
 
 

@@ -9,16 +9,16 @@ Prints one JSON line and writes bench/results/cli_latency.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_out import publish  # noqa: E402
 
 import pexpect  # noqa: E402
 
@@ -107,7 +107,6 @@ def main() -> int:
         lab.stop()
     result["routers"] = {"count": args.routers, "ready_s": round(ready, 2), "all_cli_answer_s": round(all_answer, 2),
                          "answered": answered}
-    print(json.dumps(result))
     md = ["# CLI round trip and device start-up", "",
           f"{args.commands} `show version` round trips on r1 of the default lab; {os.cpu_count()} cores.", "",
           "| path | p50 (ms) | p99 (ms) |", "|---|---|---|"]
@@ -116,8 +115,7 @@ def main() -> int:
     md += ["", f"console p50 / cat floor p50 = {result['console_vs_floor_p50']}", "",
            f"{args.routers} routers: lab ready (every CLI listening) in {ready:.1f} s; every console answered "
            f"a prompt by {all_answer:.1f} s ({answered}/{args.routers})."]
-    (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench/results/cli_latency.md").write_text("\n".join(md) + "\n")
+    publish("cli_latency", result, md)
     return 0 if answered == args.routers else 1
 
 

@@ -6,7 +6,6 @@ Prints one JSON line and writes bench/results/suite_speedup.md.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from results_out import publish  # noqa: E402
 
 
 def run_suite(workers: int, extra: list[str]) -> dict:
@@ -37,15 +38,12 @@ def main() -> int:
     speedup = serial["wall_s"] / parallel["wall_s"]
     out = {"bench": "suite_speedup", "serial": serial, "parallel": parallel, "speedup": round(speedup, 2),
            "target": 1.7, "met": speedup >= 1.7 and serial["exit"] == parallel["exit"] == 0}
-    print(json.dumps(out))
     md = ["# Full suite: serial vs parallel", "",
           "| run | wall (s) | passed | exit |", "|---|---|---|---|",
           f"| -n 0 (baseline) | {serial['wall_s']:.1f} | {serial['passed']} | {serial['exit']} |",
           f"| -n {args.parallel} | {parallel['wall_s']:.1f} | {parallel['passed']} | {parallel['exit']} |", "",
           f"Speed-up: **{speedup:.2f}x** (target 1.7x on 2 cores).", ""]
-    res = ROOT / "bench/results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "suite_speedup.md").write_text("\n".join(md))
+    publish("suite_speedup", out, md)
     return 0 if out["met"] else 1
 
 

@@ -216,15 +216,11 @@ class RunningLab:
         return out
 
     def wait_device_event(self, node: str, type: str, since: float, timeout: float = 15.0) -> dict[str, Any]:
-        """The first such event at or after `since`; LabError naming it if none comes in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.device_events(node, type, since)
-            if found:
-                return found[0]
-            if time.monotonic() >= deadline:
-                raise LabError(f"no {type} event from {node} within {timeout:g} s")
-            time.sleep(0.05)
+        """The first such event at or after `since`; AssertionError naming it if none comes in time."""
+        from twin.polling import wait_for
+
+        return wait_for(lambda: (self.device_events(node, type, since) or [None])[0], timeout,
+                        f"a {type} event from {node}", interval=0.05)
 
     def start_device(self, node: str) -> int:
         """Start a node's emulator inside its namespace (it loads its startup-config if saved)."""

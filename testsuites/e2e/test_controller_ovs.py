@@ -15,9 +15,9 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -25,10 +25,10 @@ from twin.controller_client import ControllerClient, ControllerError
 from twin.controller_process import (controller_log_problems, dump_flows, start_controller, stop_controller,
                                      wait_listening)
 from twin.ovs import ensure_ovs
+from twin.polling import wait_for as poll
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 CONNECT_DEADLINE_S = 20.0
 
 
@@ -37,19 +37,6 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
     return res
-
-
-def poll(fn: Callable[[], T], deadline_s: float, what: str) -> T:
-    """Call fn until it returns something truthy; fail naming `what` and the last value otherwise."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() >= end:
-            raise AssertionError(f"{what}: not seen within {deadline_s:g} s (last: {last!r})")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

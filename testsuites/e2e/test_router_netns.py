@@ -8,6 +8,7 @@ only our namespaces.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from twin import polling
+
 pytestmark = pytest.mark.e2e
+wait_for = functools.partial(polling.wait_for, timeout=10.0, interval=0.2)   # pings and ip(8) calls
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -99,15 +103,6 @@ class Lab:
         proc = subprocess.run(["ip", "netns", "exec", self.ns["b"], "ping", "-c", "1", "-W", "2", addr],
                               capture_output=True, text=True, timeout=15)
         return proc.returncode == 0
-
-
-def wait_for(pred, timeout: float = 10.0, interval: float = 0.2, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

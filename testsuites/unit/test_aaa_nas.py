@@ -24,6 +24,7 @@ from emulators.aaa import radius_client
 from emulators.aaa.radius_dict import dictionary
 from emulators.cli.testing import ScriptedTerminal
 from emulators.router import Router
+from twin.polling import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -70,16 +71,6 @@ class Responder:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
-
-
-def wait_for(pred: Callable[[], object], timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def free_udp_port() -> int:

@@ -16,19 +16,10 @@ from emulators.aaa.health import HealthPolicy, Hysteresis, Sample, health_score
 from emulators.aaa.radius_dict import dictionary
 from emulators.aaa.server import AaaServer
 from emulators.cli.testing import ScriptedTerminal
+from twin.polling import wait_for
 
 pytestmark = pytest.mark.unit
 KEY = "s3cret"
-
-
-def wait_for(cond, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---- health ------------------------------------------------------------------------------------

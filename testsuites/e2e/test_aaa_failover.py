@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from twin.polling import wait_for
+
 pytestmark = [pytest.mark.e2e, pytest.mark.aaa, pytest.mark.lab("labs/aaa.yaml")]
 
 AAA1, AAA2 = "10.1.0.11", "10.1.0.12"
@@ -105,7 +107,8 @@ def test_overload_moves_every_client_to_an_alternate_and_authentications_keep_su
         cli[nas].run("aaa load start rate 10 user alice password wonderland")
     burn = None
     try:
-        time.sleep(0.5)                               # some load through aaa1 before the fault
+        for nas in NAS:                               # some load through aaa1 before the fault
+            wait_for(lambda: load_counts(cli[nas])["accepted"] >= 3, 10, f"{nas}'s load answered by aaa1", 0.1)
         t0 = time.time()
         if overload == "cpu-burn":
             burn = faults.cpu_load("aaa1", workers=2, seconds=60)

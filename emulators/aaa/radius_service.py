@@ -289,8 +289,12 @@ class RadiusService:
         self.counters[f"dropped-{kind}"] += 1
         self.on_problem(kind, detail)
 
-    def _client(self, src_ip: str) -> ClientEntry | None:
-        return self.clients_of().get(src_ip)
+    def _client(self, src_ip: str, request: str) -> ClientEntry | None:
+        """The configured client a request came from; a stranger's request is dropped and logged."""
+        client = self.clients_of().get(src_ip)
+        if client is None:
+            self._problem("unknown-client", f"{request} from unknown client {src_ip}")
+        return client
 
     def _note_seen(self, src_ip: str, local_ip: str) -> None:
         with self._lock:
@@ -303,9 +307,8 @@ class RadiusService:
 
     def _on_auth(self, data: bytes, src: tuple[str, int], local_ip: str) -> None:
         self.counters["requests"] += 1
-        client = self._client(src[0])
+        client = self._client(src[0], "Access-Request")
         if client is None:
-            self._problem("unknown-client", f"Access-Request from unknown client {src[0]}")
             return
         try:
             pkt = rp.AuthPacket(packet=data, secret=client.key.encode(), dict=self.dict)
@@ -354,9 +357,8 @@ class RadiusService:
 
     def _on_acct(self, data: bytes, src: tuple[str, int], local_ip: str) -> None:
         self.counters["acct-requests"] += 1
-        client = self._client(src[0])
+        client = self._client(src[0], "Accounting-Request")
         if client is None:
-            self._problem("unknown-client", f"Accounting-Request from unknown client {src[0]}")
             return
         try:
             pkt = rp.AcctPacket(packet=data, secret=client.key.encode(), dict=self.dict)

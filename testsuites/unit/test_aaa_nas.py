@@ -13,7 +13,6 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -266,7 +265,8 @@ def test_test_aaa_can_be_aborted_without_stray_output(nas, servers):
     out = nas.t.feed("\x03")                                  # Ctrl-C
     assert out.endswith("r1#")
     wait_for(lambda: len(nas.of_type("aaa-server-dead")) == 2)
-    time.sleep(0.05)
+    # the worker has delivered (or dropped) its result once its thread is gone
+    wait_for(lambda: not any(t.name == "aaa-test" for t in threading.enumerate()), what="test worker done")
     with nas.d.lock:
         late = nas.t.read()
     assert "No response" not in late and "User" not in late    # the abandoned result is not printed

@@ -360,13 +360,43 @@ class BaseDevice(CommonCommands):
 
     # ------------------------------------------------------------------ authentication
     def check_password(self, user: str, password: str, *, transport: str = "ssh", peer: str = "") -> bool:
-        """Verify a login against the user table. A failure is logged here, the one place every
-        transport's login passes through (SSH authenticates before a session exists)."""
-        u = self.users.get(user)
-        ok = u is not None and secrets.verify(password, 5 if u.kind == "secret" else 0, u.value)
-        if not ok:
+        """Verify a login through the login method list (`aaa authentication login default`; the
+        local user table unless a kind adds methods). A method that cannot decide (a RADIUS server
+        that does not answer, a user the local table does not know) hands over to the next one, as
+        IOS does. This is the one place every transport's login passes through (SSH authenticates
+        before a session exists), so a failure is logged here.
+
+        May block on the network: call it without the device lock, off the event loop."""
+        verdict: bool | None = None
+        method = "none"
+        for method in self.login_methods():
+            verdict = self.login_method_verdict(method, user, password)
+            if verdict is not None:
+                break
+        ok = bool(verdict)
+        if ok:
+            self.publish("login-authenticated", user=user, method=method, transport=transport, peer=peer)
+        else:
             self.login_failed(user, transport=transport, peer=peer)
         return ok
+
+    def login_methods(self) -> list[str]:
+        """The login method list, in order (a kind with a RADIUS client adds "radius")."""
+        return ["local"]
+
+    def login_needs_network(self) -> bool:
+        """True when a login may wait for a server, so sessions must not check it inline."""
+        return any(m != "local" for m in self.login_methods())
+
+    def login_method_verdict(self, method: str, user: str, password: str) -> bool | None:
+        """One method's answer: True accept, False reject, None undecided (try the next method)."""
+        if method != "local":
+            return None
+        with self.lock:
+            u = self.users.get(user)
+        if u is None:
+            return None
+        return secrets.verify(password, 5 if u.kind == "secret" else 0, u.value)
 
     def user_privilege(self, user: str) -> int:
         u = self.users.get(user)

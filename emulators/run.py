@@ -3,8 +3,10 @@
     python -m emulators.run --kind router --name r1 --state-dir DIR --users admin:admin \\
         --enable-secret S --mgmt-ip 172.20.0.11 --console-socket PATH --ready-file PATH --log PATH
 
-The lab runs it inside the node's network namespace, so SSH and telnet listen on the node's own
-management address and nothing is exposed in the root namespace; the console is a Unix socket, which
+The lab runs it inside the node's network namespace with `--listen 0.0.0.0`, so SSH and telnet answer
+on every address the node has (its management address and its data-plane interfaces, as a router's
+vty lines do: users on a LAN log in to their access server) and nothing is exposed in the root
+namespace; the console is a Unix socket, which
 every namespace reaches through the file system. The ready file (JSON: pid, ports, console path) is
 written only once every listener accepts connections, so "ready" means "a client can log in now".
 SIGTERM or SIGINT closes every session and listener and exits 0.
@@ -39,7 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", default=None)
     p.add_argument("--initial-config", type=Path, default=None, help="config file for a device with no startup-config")
     p.add_argument("--no-apply", action="store_true", help="do not touch the namespace's real networking")
-    p.add_argument("--mgmt-ip", default=None, help="address SSH and telnet listen on (none: console only)")
+    p.add_argument("--mgmt-ip", default=None, help="the management address clients use (none: console only)")
+    p.add_argument("--listen", default=None,
+                   help="address SSH and telnet bind (default: the management address; 0.0.0.0: every "
+                        "address of the namespace)")
     p.add_argument("--ssh-port", type=int, default=22, help="0 picks a free port, -1 disables SSH")
     p.add_argument("--telnet-port", type=int, default=23, help="0 picks a free port, -1 disables telnet")
     p.add_argument("--console-socket", required=True, type=Path)
@@ -125,7 +130,7 @@ async def serve(args: argparse.Namespace) -> int:
                                 "console": str(args.console_socket), "mgmt_ip": args.mgmt_ip,
                                 "ssh_port": None, "telnet_port": None}
         if args.mgmt_ip:
-            addr = args.mgmt_ip.split("/")[0]
+            addr = args.listen or args.mgmt_ip.split("/")[0]
             if args.ssh_port >= 0:
                 from emulators.transports.ssh import serve_ssh
 

@@ -296,7 +296,8 @@ class Lab(RunningLab):
         if version:
             ns.emulator_cmd += ["--version", version]
         if ns.mgmt_ip:
-            ns.emulator_cmd += ["--mgmt-ip", ns.mgmt_ip.split("/")[0]]
+            # Inside the node's namespace: the vty lines answer on every address the node has.
+            ns.emulator_cmd += ["--mgmt-ip", ns.mgmt_ip.split("/")[0], "--listen", "0.0.0.0"]
 
     # ---- teardown -------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -14,9 +14,9 @@
 * `test aaa user` and a load generator (`aaa load start`) that measure what users see.
 
 Threads: the listener and the load generator run on their own threads and take `self.lock` for
-device state; no thread ever holds the lock while it waits for the network. `test aaa user` runs its
-authentication on a worker thread and waits as a dialog (an `Ask` the worker answers), so the
-daemon's event loop keeps serving other sessions meanwhile.
+device state; no thread ever holds the lock while it waits for the network. `test aaa user` and
+logins (`aaa authentication login default group radius local`) wait for RADIUS as a `Wait` dialog
+or on an SSH executor thread, so the daemon's event loop keeps serving other sessions meanwhile.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..cli.context import Ask, Context
+from ..cli.context import Context, Wait
 from ..cli.tree import command
 from ..eventlog import date_text
 from . import failover_msg as fm
@@ -46,6 +46,7 @@ DEFAULT_RETRANSMIT = 3
 DROP_REASONS = ("malformed", "bad-hmac", "spoofed", "misdirected", "replay", "unknown-server")
 DUPLICATE_WINDOW_S = 5.0      # the same message over the other transport within this is not an attack
 UNAVAILABLE = ("dead", "draining")
+LOGIN_DEFAULT = ("local",)    # without `aaa authentication login default`: the local user table
 
 HELP = {
     "radius-server": "Modify RADIUS query parameters", "host": "Specify a RADIUS server",
@@ -62,6 +63,10 @@ HELP = {
     "counters": "Clear AAA counters", "ip": "IP address of RADIUS server", "secret": "The UNENCRYPTED server key",
     "seconds": "Wait time (default 5 seconds)", "n": "Number of retries for a transaction (default is 3)",
     "rps": "Requests per second",
+    "authentication": "Authentication configurations parameters.",
+    "login": "Set authentication lists for logins.", "default": "The default authentication list.",
+    "group": "Use Server-group", "radius": "Use list of all Radius hosts.",
+    "local": "Use local username authentication.",
 }
 
 
@@ -100,15 +105,9 @@ class Switch:
     detail: str
 
 
-@dataclass
-class _TestJob:
-    """A `test aaa user` in flight: the worker fills `outcome`, the dialog waits for it."""
-
-    cond: threading.Condition       # on the device lock: the headless path waits on it
-    outcome: AuthOutcome | None = None
-    done: bool = False
-    waiting: bool = False
-    abandoned: bool = False
+def _failed_outcome(exc: BaseException) -> AuthOutcome:
+    log.error("RADIUS authentication failed with %r", exc)
+    return AuthOutcome("failed", None, 0.0, (), ())
 
 
 # ---------------------------------------------------------------------------------------- the mixin
@@ -148,6 +147,7 @@ class RadiusNas:
         self.failover_listen = True
         self.failover_port = fm.UDP_PORT
         self.failover_return_timeout = 0
+        self.login_method_list: tuple[str, ...] = LOGIN_DEFAULT
         self._nas_reset_runtime()
 
     def _nas_reset_runtime(self) -> None:
@@ -174,6 +174,9 @@ class RadiusNas:
         if self.radius_retransmit != DEFAULT_RETRANSMIT:
             block.append(f"radius-server retransmit {self.radius_retransmit}")
         aaa = []
+        if self.login_method_list != LOGIN_DEFAULT:
+            aaa.append("aaa authentication login default "
+                       + " ".join("group radius" if m == "radius" else m for m in self.login_method_list))
         if self.failover_port != fm.UDP_PORT:
             aaa.append(f"aaa failover listen port {self.failover_port}")
         if not self.failover_listen:
@@ -343,6 +346,23 @@ class RadiusNas:
                 if configured:
                     self._server_failed(host, res)
         return AuthOutcome("failed", None, time.monotonic() - start, tuple(tried), tuple(results))
+
+    # ------------------------------------------------------------------ user logins
+    def login_methods(self) -> list[str]:
+        return list(self.login_method_list)
+
+    def login_method_verdict(self, method: str, user: str, password: str) -> bool | None:
+        """`group radius`: accept or reject as the server says; no server answering (or none
+        configured) leaves the decision to the next method, so `local` still lets admins in."""
+        if method != "radius":
+            return super().login_method_verdict(method, user, password)  # type: ignore[misc]
+        with self.lock:
+            if not self.radius_hosts:
+                return None
+        outcome = self.radius_authenticate(user, password)
+        self.publish("aaa-login", user=user, result=outcome.code, server=outcome.server,
+                     latency_ms=round(outcome.latency_s * 1000, 1))
+        return {"accept": True, "reject": False}.get(outcome.code)
 
     def _check_return_home(self) -> None:
         """Claim 18: after `return-timeout` seconds away from the home server, go back to it."""
@@ -551,6 +571,16 @@ class RadiusNas:
             self.failover_port = port if port is not None else fm.UDP_PORT
         self._config_changed(ctx)
 
+    @command("config", "aaa authentication login default group radius local", help=HELP,
+             methods=("radius", "local"))
+    @command("config", "aaa authentication login default group radius", help=HELP, methods=("radius",))
+    @command("config", "aaa authentication login default local group radius", help=HELP,
+             methods=("local", "radius"))
+    @command("config", "aaa authentication login default local", help=HELP, methods=("local",))
+    @command("config", "no aaa authentication login default", help=HELP, methods=LOGIN_DEFAULT)
+    def cmd_login_methods(self, ctx: Context, methods: tuple[str, ...]) -> None:
+        self.login_method_list = methods
+
     @command("config", "aaa failover return-timeout <seconds:int:0-86400>", help=HELP)
     @command("config", "no aaa failover return-timeout", help=HELP, seconds=0)
     def cmd_return_timeout(self, ctx: Context, seconds: int) -> None:
@@ -568,44 +598,9 @@ class RadiusNas:
         if not self.radius_hosts:
             ctx.print("% No RADIUS servers configured")
             return
-        job = _TestJob(cond=threading.Condition(self.lock))
-        session = ctx.session if ctx.interactive else None
-        worker = threading.Thread(target=self._test_worker, args=(job, user, password, session),
-                                  name="aaa-test", daemon=True)
-        worker.start()
-        if session is None:                       # nobody at a keyboard: wait with the lock released
-            with job.cond:
-                job.cond.wait_for(lambda: job.done)
-        else:
-            prompt = "Type escape sequence to abort."
-            try:
-                while not job.done:               # the worker answers this dialog when it is done
-                    job.waiting = True
-                    yield Ask(prompt, echo=False)
-                    job.waiting = False
-                    prompt = ""
-            finally:
-                if not job.done:
-                    job.abandoned = True          # Ctrl-C or the session ended
-        assert job.outcome is not None
-        ctx.print(job.outcome.text())
-
-    def _test_worker(self, job: _TestJob, user: str, password: str, session: Any) -> None:
-        try:
-            outcome = self.radius_authenticate(user, password)
-        except Exception:
-            log.exception("test aaa failed")
-            outcome = AuthOutcome("failed", None, 0.0, (), ())
-        with self.lock:
-            job.outcome, job.done = outcome, True
-            job.cond.notify_all()
-        if session is not None:
-            self.dispatch(lambda: self._test_resume(job, session))
-
-    def _test_resume(self, job: _TestJob, session: Any) -> None:
-        with self.lock:
-            if job.waiting and not job.abandoned and not session.closed:
-                session.feed(b"\r")
+        outcome = yield Wait(lambda: self.radius_authenticate(user, password),
+                             prompt="Type escape sequence to abort.", on_error=_failed_outcome)
+        ctx.print(outcome.text())
 
     @command("exec", "aaa load start rate <rps:int:1-2000> user <user:word> password <password:word>",
              priv=15, help=HELP)
@@ -657,6 +652,8 @@ class RadiusNas:
         p(f"RADIUS client: current server {s['current'] or 'none'} (home server {s['home'] or 'none'})")
         p(f"  timeout {s['timeout']} s, retransmit {s['retransmit']}, return-timeout "
           + (f"{rt} s" if rt else "0 (return only when invited)"))
+        p("Login authentication: default " + " ".join("group radius" if m == "radius" else m
+                                                        for m in self.login_method_list))
         p("")
         p("Server           Auth-port State            Requests  Accepts  Rejects Failures")
         for v in s["servers"]:

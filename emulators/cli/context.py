@@ -5,9 +5,14 @@ Handlers are plain methods `def handler(self, ctx, **args)`. One that needs an a
 is a generator: `answer = yield Ask("Destination filename [startup-config]? ")` or
 `ok = yield Confirm("Proceed with reload? [confirm]")`. The same handler then runs unchanged when a
 stored config is loaded with nobody at the keyboard: dialogs get their defaults.
+
+A handler that must wait for the network (a RADIUS exchange) yields `result = yield Wait(fn)`: the
+session runs `fn` on a worker thread without the device lock, so the daemon keeps serving every other
+session meanwhile, and resumes the handler with what `fn` returned.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +35,25 @@ class Confirm:
 
     prompt: str
     default: bool = True
+
+
+@dataclass
+class Wait:
+    """Run blocking `fn` off the device lock; the dialog resumes with its result (or `on_error`'s,
+    if it raised). Keys typed meanwhile are discarded; Ctrl-C abandons the wait where the dialog is
+    abortable, as IOS's `Type escape sequence to abort.`"""
+
+    fn: Callable[[], Any]
+    prompt: str = ""
+    on_error: Callable[[BaseException], Any] | None = None
+
+    def run(self) -> Any:
+        try:
+            return self.fn()
+        except Exception as exc:
+            if self.on_error is None:
+                raise
+            return self.on_error(exc)
 
 
 class ModeStack:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
-from .context import Ask, Confirm, Context, ModeStack
+from .context import Ask, Confirm, Context, ModeStack, Wait
 from .parser import INCOMPLETE, INVALID, ParseResult, ambiguous_message, parse
 from .tree import CommandSet, Node
 
@@ -59,11 +59,11 @@ def call_handler(device: Any, node: Node, ctx: Context, args: dict[str, Any]) ->
 
 
 def drive_headless(gen: Generator[Any, Any, Any]) -> None:
-    """Run a dialog handler with every question answered by its default."""
+    """Run a dialog handler with every question answered by its default (a `Wait` runs inline)."""
     try:
         q = next(gen)
         while True:
-            answer: Any = q.default if isinstance(q, (Ask, Confirm)) else None
+            answer: Any = q.run() if isinstance(q, Wait) else q.default if isinstance(q, (Ask, Confirm)) else None
             q = gen.send(answer)
     except StopIteration:
         pass

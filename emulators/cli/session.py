@@ -8,12 +8,13 @@ the terminal behaviour clients depend on lives here, so every transport behaves 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from . import pipes
-from .context import Ask, Confirm, Context, ModeStack
+from .context import Ask, Confirm, Context, ModeStack, Wait
 from .pager import Pager
 from .parser import UNRECOGNIZED, complete, format_rows, format_words, help_for
 from .runner import call_handler, error_lines, resolve
@@ -60,7 +61,7 @@ class CliSession:
         self._gen_ctx: Context | None = None
         self._gen_pipe: tuple[str, str] | None = None
         self._gen_abortable = True
-        self._question: Ask | Confirm | None = None
+        self._question: Ask | Confirm | Wait | None = None
         self._pager: Pager | None = None
         self._logout = False
         self._closed = False
@@ -225,6 +226,10 @@ class CliSession:
             self._confirm_key(key)
         elif self.state == "ask":
             self._ask_key(key)
+        elif self.state == "wait":
+            if key.kind == "ctrl" and key.value in "CZ^" and self._gen_abortable:
+                self._emit("\r\n")
+                self._abort_generator()
         elif self.state == "command":
             self._command_key(key)
 
@@ -386,11 +391,14 @@ class CliSession:
     def _resume(self, answer: Any) -> None:
         self._advance(answer)
 
-    def _advance(self, answer: Any, first: bool = False) -> None:
+    def _advance(self, answer: Any, first: bool = False, error: BaseException | None = None) -> None:
         gen, ctx = self._gen, self._gen_ctx
         assert gen is not None and ctx is not None
         try:
-            q = next(gen) if first else gen.send(answer)
+            if error is not None:
+                q = gen.throw(error)
+            else:
+                q = next(gen) if first else gen.send(answer)
         except StopIteration:
             self._gen = None
             self._finish(ctx, self._gen_pipe)
@@ -404,11 +412,40 @@ class CliSession:
         self._write_lines(ctx.take_output())
         self._question = q
         self._emit(q.prompt)
-        if isinstance(q, Confirm):
+        if isinstance(q, Wait):
+            self.state = "wait"
+            self._start_wait(gen, q)
+        elif isinstance(q, Confirm):
             self.state = "confirm"
         else:
             self.state = "ask"
             self.editor = LineEditor(echo=q.echo)
+
+    def _start_wait(self, gen: Generator[Any, Any, Any], q: Wait) -> None:
+        """Run the blocking part on its own thread; the answer comes back through the device's
+        dispatch (the daemon's event loop), like a key the user typed."""
+        def work() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = q.run()
+            except Exception as exc:
+                error = exc
+            self.device.dispatch(lambda: self._wait_done(gen, result, error))
+
+        threading.Thread(target=work, name=f"{self.device.name}-wait", daemon=True).start()
+
+    def _wait_done(self, gen: Generator[Any, Any, Any], result: Any, error: BaseException | None) -> None:
+        with self.device.lock:
+            if self._closed or self._gen is not gen or self.state != "wait":
+                return                          # aborted with Ctrl-C, or the session ended
+            if self._question is not None and self._question.prompt:
+                self._emit("\r\n")            # the answer starts below the waiting message
+            self._advance(result, error=error)
+            if self._logout:
+                self._end()
+            else:
+                self._flush()
 
     def _abort_generator(self) -> None:
         if self._gen is not None:
@@ -435,11 +472,24 @@ class CliSession:
         self._show_prompt()
 
     # ------------------------------------------------------------------ login
+    def _login_error(self, exc: BaseException) -> bool:
+        log.error("%s: login authentication failed with %r", self.device.name, exc)
+        return False
+
     def _login_dialog(self) -> Generator[Any, Any, None]:
         for _ in range(3):
             user = yield Ask("Username: ")
+            while not user.strip():             # Enter alone asks again, as IOS does: not an attempt
+                user = yield Ask("Username: ")
             password = yield Ask("Password: ", echo=False)
-            if self.device.check_password(user, password, transport=self.transport, peer=self.peer):
+            def check(user: str = user, password: str = password) -> bool:
+                return self.device.check_password(user, password, transport=self.transport, peer=self.peer)
+
+            if self.device.login_needs_network():
+                ok = yield Wait(check, on_error=self._login_error)
+            else:
+                ok = check()                    # the local table answers at once
+            if ok:
                 self.user = user
                 self.privilege = self.device.user_privilege(user)
                 self.device.session_login(self)

@@ -1,4 +1,5 @@
-"""SSH on the management address (asyncssh): password login against the device's users.
+"""SSH on the node's addresses (asyncssh): password login through the device's login method list
+(the local users, or a RADIUS server first on a NAS with `aaa authentication login default group radius`).
 
 A shell channel gets an interactive CLI session (pty size and window changes passed on); an exec
 channel (`ssh r1 show version`) runs that one command and closes, as IOS does. asyncssh's own line
@@ -8,6 +9,7 @@ keys see the same key across restarts of the emulator.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -53,9 +55,14 @@ class _Server(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return True
 
-    def validate_password(self, username: str, password: str) -> bool:
+    async def validate_password(self, username: str, password: str) -> bool:
+        # The login method list may ask a RADIUS server: wait for it on a worker thread so the
+        # event loop keeps serving every other session meanwhile.
         device = self.host.device
-        ok = bool(device is not None and device.check_password(username, password))
+        if device is None:
+            return False
+        ok = bool(await asyncio.get_running_loop().run_in_executor(
+            None, lambda: device.check_password(username, password, transport="ssh", peer=self.peer)))
         log.info("ssh %s: password login as %r %s", self.peer, username, "accepted" if ok else "refused")
         return ok
 

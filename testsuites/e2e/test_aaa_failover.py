@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netmiko_client import netmiko
 
 from twin.polling import wait_for
 
@@ -97,6 +98,64 @@ OVERLOADS = {
     "thread-exhaustion": "test aaa workers hold 16",
     "mandatory-service-stopped": "aaa service stop user-db",
 }
+
+
+def login(lab, node: str, nas: str, user: str, password: str, device_type: str) -> dict:
+    """A user on a LAN logs in to its access server with Netmiko (real SSH or telnet)."""
+    return netmiko(lab, f"""
+        import json
+        from netmiko import ConnectHandler
+        from netmiko.exceptions import NetmikoAuthenticationException
+        try:
+            dev = ConnectHandler(device_type={device_type!r}, host={NAS[nas]!r}, username={user!r},
+                                 password={password!r}, fast_cli=False, conn_timeout=20, auth_timeout=20)
+        except NetmikoAuthenticationException as exc:
+            print(json.dumps({{"ok": False, "error": str(exc)[:200]}}))
+        else:
+            prompt = dev.find_prompt()
+            users = dev.send_command("show users")
+            dev.disconnect()
+            print(json.dumps({{"ok": True, "prompt": prompt, "users": users}}))
+    """, node=node)
+
+
+def test_user_logins_at_a_nas_are_authenticated_by_radius_and_survive_a_failover(lab, healthy):
+    """Users on the site LANs log in to their NAS over SSH and telnet with accounts that exist only
+    on the RADIUS servers; a wrong password is refused by the server; when aaa1 fails over, logins
+    keep working through the alternate; the lab's admin stays local."""
+    cli = healthy
+    t0 = time.time()
+    out = login(lab, "h1", "nas1", "alice", "wonderland", "cisco_ios")
+    assert out["ok"] and out["prompt"] == "nas1>", out
+    assert "alice" in out["users"], out["users"]
+    out = login(lab, "h2", "nas3", "bob", "builder", "cisco_ios_telnet")
+    assert out["ok"] and out["prompt"] == "nas3>", out
+    out = login(lab, "h1", "nas2", "alice", "not-her-password", "cisco_ios_telnet")
+    assert not out["ok"], out
+    for nas, user, result in (("nas1", "alice", "accept"), ("nas3", "bob", "accept"), ("nas2", "alice", "reject")):
+        evs = lab.device_events(nas, "aaa-login", t0)   # a telnet client may retry a refused password
+        assert evs and {(e["user"], e["result"], e["server"]) for e in evs} == {(user, result, AAA1)}, evs
+    failed = lab.device_events("nas2", "login-failed", t0)
+    assert failed and failed[-1]["user"] == "alice" and failed[-1]["transport"] == "telnet", failed
+    assert "Login failed [user: alice]" in cli["nas2"].run("show logging | include LOGIN_FAILED")
+    # aaa1 loses its user database: nas1 is told to fail over, and logins go to aaa2
+    t1 = time.time()
+    cli["aaa1"].run("aaa service stop user-db")
+    try:
+        lab.wait_device_event("nas1", "aaa-failover", t1)
+        out = login(lab, "h1", "nas1", "alice", "wonderland", "cisco_ios_telnet")
+        assert out["ok"] and out["prompt"] == "nas1>", out
+        evs = lab.device_events("nas1", "aaa-login", t1)
+        assert [(e["result"], e["server"]) for e in evs] == [("accept", AAA2)], evs
+    finally:
+        cli["aaa1"].run("aaa service start user-db")
+    # the lab's own admin account is local on every NAS: the driver's SSH login needs no server
+    t2 = time.time()
+    with lab.device("nas4").ssh() as s:
+        assert "Login authentication: default local group radius" in s.run("show aaa")
+    (ev,) = lab.device_events("nas4", "login-authenticated", t2)
+    assert (ev["method"], ev["transport"]) == ("local", "ssh"), ev
+    assert not lab.device_events("nas4", "aaa-login", t2)
 
 
 @pytest.mark.parametrize("overload", list(OVERLOADS))

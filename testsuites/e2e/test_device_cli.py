@@ -2,13 +2,11 @@
 SSH and telnet) drive them unchanged; the CLI survives abuse, restarts and many sessions."""
 from __future__ import annotations
 
-import json
-import sys
-import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from netmiko_client import netmiko
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab("labs/routers.yaml")]
 
@@ -28,13 +26,6 @@ def config_lines(router: str) -> list[str]:
     for name, addr in intfs:
         lines += [f"interface {name}", f"ip address {addr}", "no shutdown", "exit"]
     return lines + ["ip routing"] + routes
-
-
-def netmiko(lab, script: str, timeout: float = 90) -> dict:
-    """Run a Netmiko script from the management station (never from the root namespace)."""
-    res = lab.nodes.run("mgmt", [sys.executable, "-c", textwrap.dedent(script)], timeout=timeout)
-    assert res.returncode == 0, f"netmiko script failed:\n{res.stdout}\n{res.stderr}"
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def wait_ping(lab, src: str, dst_ip: str, what: str, deadline_s: float = 10) -> None:

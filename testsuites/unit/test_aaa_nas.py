@@ -266,7 +266,7 @@ def test_test_aaa_can_be_aborted_without_stray_output(nas, servers):
     assert out.endswith("r1#")
     wait_for(lambda: len(nas.of_type("aaa-server-dead")) == 2)
     # the worker has delivered (or dropped) its result once its thread is gone
-    wait_for(lambda: not any(t.name == "aaa-test" for t in threading.enumerate()), what="test worker done")
+    wait_for(lambda: not any(t.name == "r1-wait" for t in threading.enumerate()), what="test worker done")
     with nas.d.lock:
         late = nas.t.read()
     assert "No response" not in late and "User" not in late    # the abandoned result is not printed
@@ -430,3 +430,68 @@ def test_listener_follows_config_and_reports_a_busy_port(nas):
     nas.d.close()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((A, nas.port))                                 # and on close
+
+
+# ---------------------------------------------------------------------------------------- user logins
+def _login(nas: Nas, user: str, password: str, timeout: float = 10.0) -> tuple[ScriptedTerminal, str]:
+    """A telnet session's login dialog; returns the terminal and what the device said after the
+    password, once it has decided (the answer comes from a worker thread)."""
+    t = ScriptedTerminal(nas.d, transport="telnet", peer="127.0.0.9:40000")
+    assert t.read().endswith("Username: ")
+    assert t.feed(user + "\r").endswith("Password: ")
+    out = t.feed(password + "\r")
+    deadline = time.monotonic() + timeout
+    while not re.search(r"r1[>#]$|Username: $", out):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.01)
+        with nas.d.lock:
+            out += t.read()
+    return t, out
+
+
+def test_login_method_list_round_trips_and_shows(nas):
+    assert "Login authentication: default local" in nas.run("show aaa")
+    assert nas.configure("aaa authentication login default group radius local") == []
+    assert "aaa authentication login default group radius local" in nas.run("show running-config")
+    assert "Login authentication: default group radius local" in nas.run("show aaa")
+    assert nas.d.login_methods() == ["radius", "local"]
+    assert nas.configure("no aaa authentication login default") == []
+    assert "aaa authentication login" not in nas.run("show running-config")
+    assert nas.d.login_methods() == ["local"]
+
+
+def test_telnet_login_is_authenticated_by_the_radius_server(nas, servers):
+    nas.configure("username admin privilege 15 secret adm\naaa authentication login default group radius local")
+    t, out = _login(nas, "alice", "pw")
+    assert out.endswith("r1>") and t.session.user == "alice"
+    (login,) = nas.of_type("aaa-login")
+    assert (login["user"], login["result"], login["server"]) == ("alice", "accept", A)
+    assert nas.of_type("login-authenticated")[-1]["method"] == "radius"
+    # a RADIUS reject is final: the local table is not asked, even for a local user
+    _, out = _login(nas, "admin", "adm")
+    assert "% Login invalid" in out and out.endswith("Username: ")
+    assert nas.of_type("login-failed")[-1]["user"] == "admin"
+    # the session stayed responsive while RADIUS answered: other sessions too
+    assert "r1#" in nas.t.cmd("")
+
+
+def test_login_falls_back_to_local_only_when_no_radius_server_answers(nas, servers):
+    nas.configure("username admin privilege 15 secret adm\naaa authentication login default group radius local")
+    servers[A].silent = servers[B].silent = True
+    nas.d.radius_timeout = 0.2
+    t, out = _login(nas, "admin", "adm")
+    assert out.endswith("r1#") and t.session.privilege == 15
+    assert nas.of_type("login-authenticated")[-1]["method"] == "local"
+    assert servers[A].requests >= 1 and servers[B].requests >= 1   # both were asked first
+    _, out = _login(nas, "alice", "pw")                             # not a local user
+    assert "% Login invalid" in out
+
+
+def test_local_first_method_list_asks_radius_only_for_unknown_users(nas, servers):
+    nas.configure("username admin privilege 15 secret adm\naaa authentication login default local group radius")
+    assert nas.d.check_password("admin", "adm", transport="telnet")
+    assert servers[A].requests == 0
+    assert nas.d.check_password("alice", "pw", transport="telnet")
+    assert servers[A].requests == 1
+    assert not nas.d.check_password("admin", "wrong", transport="telnet")
+    assert servers[A].requests == 1                                 # a local reject is final

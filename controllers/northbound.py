@@ -81,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         started = time.monotonic()
+        self._body_consumed = False
         try:
             status, payload = self.server.api.handle(method, self.path, self._read_body)
         except ApiError as exc:
@@ -88,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug: answer, and leave a Traceback in the log for the harness
             LOG.exception("internal error serving %s %s", method, self.path)
             status, payload = 500, {"error": f"internal controller error: {type(exc).__name__}: {exc}"}
+        self._drain_body()
         elapsed_ms = (time.monotonic() - started) * 1000
         level = logging.INFO if status < 400 else logging.WARNING
         if method == "GET" and status < 400:
@@ -104,7 +106,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             LOG.info("client went away before the %s %s response was sent", method, self.path)
 
+    def _drain_body(self) -> None:
+        """A request refused before its body was read (405, 404) still has the body in flight: read
+        it, or closing the connection resets it and the client sees a broken pipe, not our answer."""
+        if self._body_consumed:
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= MAX_BODY:
+            try:
+                self.rfile.read(length)
+            except OSError:
+                pass
+
     def _read_body(self) -> Any:
+        self._body_consumed = True
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             if self.headers.get("Transfer-Encoding"):

@@ -10,7 +10,8 @@ import importlib
 from .device import BaseDevice
 
 _KINDS: dict[str, type[BaseDevice]] = {}
-_BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer"}
+_BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer",
+            "ems": "emulators.ems.server:EmsServer"}
 
 
 def register(kind: str, cls: type[BaseDevice]) -> None:

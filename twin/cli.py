@@ -235,6 +235,37 @@ def exec_(node: str = typer.Argument(..., help="node to run the command in"),
     os.execv(argv[0], argv)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ems(args: list[str] = typer.Argument(None, help="client command: status, view [--source db], element NAME, "
+                                                  "events, route SRC DST, provision SRC DST, unprovision SRC DST"),
+        node: Optional[str] = typer.Option(None, "--from", help="client host to ask from (default: the first host "
+                                                                "on the servers' LAN)"),
+        lab: Optional[str] = LabOpt) -> None:
+    """Ask the element-management servers of a running lab, from a client host inside it."""
+    import ipaddress
+
+    rl = _attach(lab)
+    servers = rl.node_names("ems")
+    if not servers:
+        _fail(f"lab {rl.name} has no ems servers", 2)
+    addrs = [rl.address(n) for n in servers]
+    if node is None:
+        first = next(a for a in rl.state.nodes[servers[0]].interfaces.values() if a)
+        lan = ipaddress.IPv4Interface(first).network
+        hosts = [h for h in rl.node_names("host")
+                 if any(a and ipaddress.IPv4Interface(a).ip in lan for a in rl.state.nodes[h].interfaces.values())]
+        if not hosts:
+            _fail(f"no host on the servers' LAN {lan}; name one with --from", 2)
+        node = hosts[0]
+    argv = [sys.executable, "-m", "emulators.ems.client", "--servers", ",".join(addrs), "--db", str(rl.dir / "ems.db"),
+            *(args or ["status"])]
+    try:
+        argv = rl.nodes.wrap(node, argv)
+    except KeyError as exc:
+        _fail(str(exc), 2)
+    os.execv(argv[0], argv)
+
+
 def _interactive(node: str, transport: str, lab: Optional[str], user: Optional[str]) -> None:
     from twin.driver.interactive import interactive
 

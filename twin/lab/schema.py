@@ -39,6 +39,8 @@ KINDS: dict[str, KindInfo] = {
     "host": KindInfo("host", description="Linux host in its own network namespace"),
     "router": KindInfo("router", forwards=True, emulated=True, description="IP router / network access server (IOS-like CLI)"),
     "aaa": KindInfo("aaa", emulated=True, description="RADIUS AAA server that tells its clients to fail over (IOS-like CLI)"),
+    "ems": KindInfo("ems", emulated=True, description="element-management server: bully election, element "
+                    "assignment, circuit routing (IOS-like CLI)"),
 }
 
 

@@ -26,6 +26,8 @@ bench: install
 	@$(PY) bench/boot_time.py
 	@$(PY) bench/cli_latency.py
 	@$(PY) bench/suite_speedup.py
+	@$(PY) bench/aaa_failover.py
+	@$(PY) bench/ems_election.py
 
 report: install
 	@bash scripts/render-report.sh

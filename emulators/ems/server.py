@@ -184,7 +184,9 @@ class EmsServer(Router):
                     part.stop() if not isinstance(part, PeerServer) else part.close()
                 except Exception:
                     log.exception("stopping %r", part)
-        self.election = self.peer_server = self.federation = self.circuits = None
+        if self.store is not None:
+            self.store.close()
+        self.election = self.peer_server = self.federation = self.circuits = self.store = None
         self._running_params = None
 
     def _element_client(self, name: str, address: str) -> ElementClient:

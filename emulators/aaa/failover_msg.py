@@ -19,6 +19,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from ..wire import MessageError  # noqa: F401 - raised here, caught by importers
+
 MAGIC = b"TWAF"
 VERSION = 1
 FAILOVER, RECONNECT = 1, 2
@@ -28,15 +30,6 @@ DIGEST_LEN = 32
 _HEAD = struct.Struct("!4sBBQQ4s4sB")
 MAX_ALTERNATES = 16
 MAX_AGE_S = 30.0          # older (or further in the future) than this is a replay or a broken clock
-
-
-class MessageError(ValueError):
-    """A message that must be dropped; `reason` is one short word for counters and logs."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,8 @@ def _run(client: Client, args: argparse.Namespace) -> dict[str, Any]:
                 rep = client.request({"op": args.op})
                 ok += 1
                 retried += rep["attempts"] > 1
+                if ok == 1:     # a watcher can start its fault once the load is really flowing
+                    print(json.dumps({"started": True, "answered_by": rep["answered_by"]}), flush=True)
             except PeerError as exc:
                 failed += 1
                 errors.append(str(exc))

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..wire import MessageError  # noqa: F401 - raised here, caught by importers
+
 MAGIC = b"TWEM"
 VERSION = 1
 DIGEST_LEN = 32
@@ -31,15 +33,6 @@ MAX_AGE_S = 30.0
 ELECTION, ANSWER, COORDINATOR, HEARTBEAT = "ELECTION", "ANSWER", "COORDINATOR", "HEARTBEAT"
 TYPES = (ELECTION, ANSWER, COORDINATOR, HEARTBEAT)
 _FIELDS = ("v", "type", "from", "boot", "seq", "ts", "term", "data")
-
-
-class MessageError(ValueError):
-    """A datagram that must be dropped; `reason` is one short word for counters and logs."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

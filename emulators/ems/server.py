@@ -39,7 +39,9 @@ from .element_client import ElementClient, ElementError
 from .election_service import ElectionService
 from .federation import Federation
 from .peer_service import PeerError, PeerServer
+from .routing import RouteError
 from .store import EmsStore
+from .topology import TopologyError
 
 log = logging.getLogger(__name__)
 
@@ -308,16 +310,10 @@ class EmsServer(Router):
                 if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
                     return {"ok": False, "error": "configure needs \"lines\": a list of strings"}
                 return {"ok": True, "output": fed.configure(str(req.get("element")), lines)}
-        except (CircuitError, ElementError, PeerError) as exc:
+        except (CircuitError, ElementError, PeerError, RouteError, TopologyError) as exc:
             return {"ok": False, "error": str(exc)}
         except KeyError as exc:
             return {"ok": False, "error": f"{op}: missing field {exc}"}
-        except Exception as exc:
-            from .routing import RouteError
-            from .topology import TopologyError
-            if isinstance(exc, (RouteError, TopologyError)):
-                return {"ok": False, "error": str(exc)}
-            raise
         return {"ok": False, "error": f"unknown op {op!r} (status, local, view, element, events, summary, "
                                       "subroute, route, provision, unprovision, configure)"}
 

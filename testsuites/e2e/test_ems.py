@@ -16,6 +16,7 @@ import networkx as nx
 import pytest
 
 from twin.polling import wait_for
+from twin.state import pid_alive
 from twin.traffic.iperf import iperf3
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ems, pytest.mark.lab("labs/ems.yaml")]
@@ -51,12 +52,7 @@ def statuses(lab) -> dict[int, dict]:
 
 
 def _emulator_alive(lab, node: str) -> bool:
-    pid = lab.state.nodes[node].emulator_pid
-    try:
-        os.kill(pid, 0)
-        return True
-    except (OSError, TypeError):
-        return False
+    return bool(lab.state.nodes[node].emulator_pid) and pid_alive(lab.state.nodes[node].emulator_pid)
 
 
 def converged(lab, servers: set[int], master: int) -> dict[int, dict] | None:

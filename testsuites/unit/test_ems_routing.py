@@ -378,6 +378,17 @@ def forward(routers: dict[str, Router], start: str, dest: str) -> list[str]:
     return hops + ["<loop>"]
 
 
+def type_config(terms: dict, config: dict[str, list[str]]) -> None:
+    """Type each element's lines at its CLI, as an operator (or the EMS) would; none may be refused."""
+    for name, lines in config.items():
+        t = terms[name]
+        t.cmd("configure terminal")
+        for line in lines:
+            out = t.cmd(line)
+            assert "%" not in out.split("\r\n", 1)[1], (name, line, out)
+        t.cmd("end")
+
+
 def static_lines(t: ScriptedTerminal) -> list[str]:
     return [ln for ln in t.output("show ip route").split("\r\n") if ln.startswith("S")]
 
@@ -398,13 +409,7 @@ def test_provisioned_circuit_carries_traffic_both_ways(tmp_path):
         assert route.path == ["r1", "r2", "r4"] and route.servers_asked == [1, 2, 3]
         assert forward(routers, "r1", "10.4.0.50") == ["r1", "<dropped>"]
 
-        for name, lines in circuit_config(g, route.path, src, dst).items():
-            t = terms[name]
-            t.cmd("configure terminal")
-            for line in lines:
-                out = t.cmd(line)
-                assert "%" not in out.split("\r\n", 1)[1], (name, line, out)
-            t.cmd("end")
+        type_config(terms, circuit_config(g, route.path, src, dst))
         r2 = static_lines(terms["r2"])
         assert any(re.match(r"S\s+10\.4\.0\.0/24 \[1/0\] via 10\.0\.24\.2$", ln) for ln in r2), r2
         assert any(re.match(r"S\s+10\.1\.0\.0/24 \[1/0\] via 10\.0\.12\.1$", ln) for ln in r2), r2
@@ -414,13 +419,7 @@ def test_provisioned_circuit_carries_traffic_both_ways(tmp_path):
         assert forward(routers, "r1", "10.4.0.50") == route.path
         assert forward(routers, "r4", "10.1.0.50") == route.path[::-1]
 
-        for name, lines in circuit_unconfig(g, route.path, src, dst).items():
-            t = terms[name]
-            t.cmd("configure terminal")
-            for line in lines:
-                out = t.cmd(line)
-                assert "%" not in out.split("\r\n", 1)[1], (name, line, out)
-            t.cmd("end")
+        type_config(terms, circuit_unconfig(g, route.path, src, dst))
         assert all(static_lines(t) == [] for t in terms.values())
         assert forward(routers, "r1", "10.4.0.50") == ["r1", "<dropped>"]
     finally:

@@ -349,6 +349,14 @@ class BaseDevice(CommonCommands):
         if self.command_set().modes[mode].config:
             self.log.syslog(f"%PARSER-5-CFGLOG_LOGGEDCMD: User:{session.user or 'console'}  logged command:{line}")
 
+    def command_done(self, session: CliSession, mode: str, line: str, output: list[str]) -> None:
+        """After a typed command ran (its output in hand, before the next prompt): a kind that
+        mirrors its config elsewhere (a redundant unit's Standby) hooks in here."""
+
+    def prompt_hostname(self) -> str:
+        """The name in the prompt (a Standby unit shows `name-stby`)."""
+        return self.hostname
+
     def config_session_started(self, session: CliSession) -> None:
         self._config_snapshots[id(session)] = self.render_body()
 

@@ -11,7 +11,7 @@ from .device import BaseDevice
 
 _KINDS: dict[str, type[BaseDevice]] = {}
 _BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer",
-            "ems": "emulators.ems.server:EmsServer"}
+            "ems": "emulators.ems.server:EmsServer", "rp": "emulators.rp.unit:RpUnit"}
 
 
 def register(kind: str, cls: type[BaseDevice]) -> None:

@@ -59,6 +59,7 @@ class NetBackend(Protocol):
     def del_route(self, dst: str, plen: int, gateway: str | None) -> None: ...
     def set_forwarding(self, on: bool) -> None: ...
     def set_hostname(self, name: str) -> None: ...
+    def set_mac(self, name: str, mac: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -138,6 +139,9 @@ class Netlink:
 
     def set_up(self, name: str, up: bool) -> None:
         self._call(lambda ipr: ipr.link("set", index=self._index(ipr, name), state="up" if up else "down"))
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self._call(lambda ipr: ipr.link("set", index=self._index(ipr, name), address=mac))
 
     def routes(self) -> list[Route]:
         def get(ipr: Any) -> list[Route]:
@@ -238,6 +242,9 @@ class FakeNetlink:
     def set_up(self, name: str, up: bool) -> None:
         self._need(name).admin_up = up
         self._prune()
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self._need(name).mac = mac
 
     def _connected(self) -> list[tuple[ipaddress.IPv4Network, str, str]]:
         out = []

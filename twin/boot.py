@@ -7,6 +7,7 @@ namespaces and veths, then switches are created pointing at a controller that al
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -275,13 +276,16 @@ class Lab(RunningLab):
 
     def _prepare_device(self, st: LabState, name: str) -> None:
         """Record how to run a node's emulator, so any process can restart it from the state file."""
-        from twin.devconfig import initial_config
+        from twin.devconfig import initial_config, redundancy_hardware
 
         spec = self.model.spec
         node = spec.nodes[name]
         ddir = st.dir / "devices" / name
         ddir.mkdir(parents=True, exist_ok=True)
         (ddir / "initial-config").write_text(initial_config(self.model, name))
+        hw = redundancy_hardware(self.model, name, st.prefix)
+        if hw is not None:
+            (ddir / "redundancy.json").write_text(json.dumps(hw, indent=1))
         ns = st.nodes[name]
         ns.username = node.username or spec.defaults.username
         ns.password = node.password or spec.defaults.password

@@ -6,7 +6,9 @@ to its namespace on first boot, exactly as a real router boots from its startup-
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from typing import Any
 
 from twin.lab.loader import LabModel
 from twin.lab.schema import KINDS
@@ -45,3 +47,25 @@ def initial_config(model: LabModel, node: str) -> str:
         lines.append("!")
     lines.append("end")
     return "\n".join(lines) + "\n"
+
+
+RP_CONFIG_KEYS = {"peer", "unit", "secret", "hb_ms", "dead_ms"}
+
+
+def redundancy_hardware(model: LabModel, node: str, prefix: str) -> dict[str, Any] | None:
+    """What a redundant unit (`rp`) knows from its chassis, not its config: which unit it is, its
+    peer's management address, the pair's name (interface MACs derive from it) and secret."""
+    spec, plan = model.spec, model.plan
+    if spec.kind_of(node) != "rp":
+        return None
+    cfg = spec.nodes[node].config
+    peer = str(cfg["peer"])
+    pair = "-".join(sorted([node, peer]))
+    unit = cfg.get("unit") or ("primary" if node < peer else "secondary")
+    secret = cfg.get("secret") or hashlib.sha256(f"{prefix}/{pair}".encode()).hexdigest()[:32]
+    hw: dict[str, Any] = {"unit": unit, "peer": peer, "pair": f"{prefix}{pair}", "secret": secret,
+                          "peer_address": str(plan.mgmt[peer].ip), "port": 7500}
+    for k in ("hb_ms", "dead_ms"):
+        if k in cfg:
+            hw[k] = cfg[k]
+    return hw

@@ -107,12 +107,18 @@ class Faults:
         f.time = t or f.time
         return f
 
-    def power_on(self, node: str) -> Fault:
+    def power_on(self, node: str, boot_timeout_s: float = 30.0) -> Fault:
+        """Links back up; a device whose emulator is not running (killed, crashed) boots again,
+        as a real one does at power-on."""
         for link in self.lab.links_of(node):
             self._set_link(link.a, link.b, up=True)
         self.lab.reload()
         self.lab.state.nodes[node].admin = "up"
         self.lab.state.save()
+        st = self.lab.state.nodes[node]
+        if st.emulator_cmd and not pid_alive(st.emulator_pid):
+            self.lab.start_device(node)
+            self.lab.wait_devices([node], boot_timeout_s)
         return self._record("power-on", node)
 
     # ---- processes ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 from .context import Ask, Confirm, Context, ModeStack, Wait
@@ -69,14 +70,24 @@ def drive_headless(gen: Generator[Any, Any, Any]) -> None:
         pass
 
 
-def apply_config(device: Any, text: str, *, source: str = "startup", user: str = "") -> list[str]:
+@dataclass
+class LineResult:
+    """A parser return code for one config line: `ok`, or the error messages it caused."""
+
+    lineno: int
+    line: str
+    ok: bool
+    messages: list[str] = field(default_factory=list)
+
+
+def apply_config_lines(device: Any, lines: list[str], *, source: str = "startup",
+                       user: str = "") -> list[LineResult]:
     """Feed config lines into config mode as if typed (indentation ignored, `!` lines skipped,
-    stopping at `end`). Returns messages for lines that failed, which the caller logs; a bad line
-    never stops the rest."""
+    stopping at `end`), returning a result per command line. A bad line never stops the rest."""
     cs: CommandSet = device.command_set()
     modes = ModeStack(cs, [("exec", {}), ("config", {})])
-    errors: list[str] = []
-    for raw in text.splitlines():
+    results: list[LineResult] = []
+    for lineno, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("!"):
             continue
@@ -87,22 +98,32 @@ def apply_config(device: Any, text: str, *, source: str = "startup", user: str =
         ctx = Context(device=device, modes=modes, source=source, user=user, privilege=15)
         r = resolve(cs, modes, line, ctx, 15)
         if r.status != "ok":
-            errors.append(f"{line!r}: {' '.join(x for x in error_lines(r, 0)[1:] if x) or r.status}")
+            results.append(LineResult(lineno, line, False,
+                                      [" ".join(x for x in error_lines(r, 0)[1:] if x) or r.status]))
             continue
         if r.via_do:
-            errors.append(f"{line!r}: do is not applied from a stored config")
+            results.append(LineResult(lineno, line, False, ["do is not applied from a stored config"]))
             continue
         modes.pop_to(r.mode)
         ctx.mode = r.mode
         assert r.node is not None
+        messages: list[str] = []
         try:
             res = call_handler(device, r.node, ctx, r.args)
             if isinstance(res, Generator):
                 drive_headless(res)
         except Exception as exc:  # a broken handler must not stop the device from booting
             log.exception("config line %r failed", line)
-            errors.append(f"{line!r}: {exc}")
-        errors += [f"{line!r}: {o}" for o in ctx.output if o.startswith("%")]
+            messages.append(str(exc) or type(exc).__name__)
+        messages += [o for o in ctx.output if o.startswith("%")]
+        results.append(LineResult(lineno, line, not messages, messages))
         if not modes.in_config:
             break
-    return errors
+    return results
+
+
+def apply_config(device: Any, text: str, *, source: str = "startup", user: str = "") -> list[str]:
+    """`apply_config_lines` over a config text; messages for the lines that failed, which the
+    caller logs."""
+    return [f"{r.line!r}: {m}" for r in apply_config_lines(device, text.splitlines(), source=source, user=user)
+            for m in r.messages]

@@ -64,6 +64,7 @@ class CliSession:
         self._question: Ask | Confirm | Wait | None = None
         self._pager: Pager | None = None
         self._logout = False
+        self._done: tuple[str, str] | None = None     # the command whose output is pending
         self._closed = False
         self._in_feed = False
         self.created = time.time()
@@ -78,9 +79,10 @@ class CliSession:
     @property
     def prompt(self) -> str:
         mode = self.cs.modes[self.modes.mode]
+        name = self.device.prompt_hostname()
         if mode.name == "exec":
-            return self.device.hostname + ("#" if self.privilege > 1 else ">")
-        return self.device.hostname + mode.prompt
+            return name + ("#" if self.privilege > 1 else ">")
+        return name + mode.prompt
 
     def start(self) -> None:
         """Show the login dialog if this line requires one, else the first prompt."""
@@ -371,6 +373,7 @@ class CliSession:
             self.modes.pop_to(result.mode)
             ctx.mode = result.mode
         self.device.record_command(self, ctx.mode, line.strip())
+        self._done = (ctx.mode, line.strip())
         assert result.node is not None
         try:
             res = call_handler(self.device, result.node, ctx, result.args)
@@ -455,6 +458,13 @@ class CliSession:
 
     def _finish(self, ctx: Context, pipe: tuple[str, str] | None) -> None:
         lines = ctx.take_output()
+        if self._done is not None:
+            mode, line = self._done
+            self._done = None
+            try:
+                self.device.command_done(self, mode, line, lines)
+            except Exception:
+                log.exception("%s: after %r", self.device.name, line)
         if pipe:
             lines = pipes.apply(lines, *pipe)
         if self._logout or self._closed:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from twin.errors import Problem
 from twin.lab.schema import (IFNAME_MAX, IFNAME_RE, KINDS, NODE_NAME_MAX, NODE_NAME_RE, PREFIX_LEN,
@@ -46,6 +47,8 @@ def check_lab(spec: LabSpec) -> list[Problem]:
         for intf in node.interfaces:
             if intf in RESERVED_INTFS:
                 bad(f"{path}.interfaces.{intf}", f"interface name {intf!r} is reserved by the lab")
+
+    _check_redundant_pairs(spec, bad)
 
     # links
     used: dict[tuple[str, str], str] = {}
@@ -147,3 +150,49 @@ def check_lab(spec: LabSpec) -> list[Problem]:
         if not all(part.isidentifier() for part in app.split(".")):
             bad(f"controller.apps[{k}]", f"{app!r} is not a Python module path like controllers.twin_base")
     return problems
+
+
+def _check_redundant_pairs(spec: LabSpec, bad: Callable[[str, str], None]) -> None:
+    """`rp` units come in pairs that name each other, run known images and are cabled alike (the
+    Standby takes over the Active's interfaces, so both must have the same ones)."""
+    from emulators.rp.images import UnknownImage, image
+    from twin.devconfig import RP_CONFIG_KEYS
+
+    def ports(node: str) -> set[str]:
+        return {ep.intf for link in spec.links for ep in link.endpoints if ep.node == node}
+
+    for name, node in spec.nodes.items():
+        if spec.kind_of(name) != "rp":
+            continue
+        path = f"nodes.{name}"
+        version = node.version or spec.defaults.version
+        if version is not None:
+            try:
+                image(version)
+            except UnknownImage as exc:
+                bad(f"{path}.version", str(exc))
+        extra = set(node.config) - RP_CONFIG_KEYS
+        if extra:
+            bad(f"{path}.config", f"unknown setting(s) {', '.join(sorted(extra))} for an rp unit; "
+                                  f"expected: {', '.join(sorted(RP_CONFIG_KEYS))}")
+        peer = node.config.get("peer")
+        if not peer:
+            bad(f"{path}.config.peer", "an rp unit needs its peer unit: config: {peer: <other rp node>}")
+            continue
+        if peer not in spec.nodes or spec.kind_of(str(peer)) != "rp" or peer == name:
+            bad(f"{path}.config.peer", f"peer {peer!r} is not another rp node of this lab")
+            continue
+        if spec.nodes[str(peer)].config.get("peer") != name:
+            bad(f"nodes.{peer}.config.peer", f"{peer} must name {name} as its peer ({name} names {peer})")
+            continue
+        unit = node.config.get("unit")
+        if unit is not None and unit not in ("primary", "secondary"):
+            bad(f"{path}.config.unit", f"unit must be primary or secondary, not {unit!r}")
+        elif unit is not None and unit == spec.nodes[str(peer)].config.get("unit"):
+            bad(f"{path}.config.unit", f"{name} and {peer} are both {unit}; one must be primary, one secondary")
+        if not spec.mgmt.enabled:
+            bad(path, "rp units talk to each other over the management network; enable mgmt")
+        if name < str(peer) and ports(name) != ports(str(peer)):
+            bad(f"{path}", f"{name} and its peer {peer} must be cabled alike (the standby takes over the "
+                           f"active's interfaces): {name} has {sorted(ports(name))}, {peer} has "
+                           f"{sorted(ports(str(peer)))}")

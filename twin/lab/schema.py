@@ -41,6 +41,8 @@ KINDS: dict[str, KindInfo] = {
     "aaa": KindInfo("aaa", emulated=True, description="RADIUS AAA server that tells its clients to fail over (IOS-like CLI)"),
     "ems": KindInfo("ems", emulated=True, description="element-management server: bully election, element "
                     "assignment, circuit routing (IOS-like CLI)"),
+    "rp": KindInfo("rp", forwards=True, emulated=True, description="one unit of an active/standby redundant "
+                   "router pair: config sync across software images, switchover, ISSU (IOS-like CLI)"),
 }
 
 

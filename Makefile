@@ -28,6 +28,7 @@ bench: install
 	@$(PY) bench/suite_speedup.py
 	@$(PY) bench/aaa_failover.py
 	@$(PY) bench/ems_election.py
+	@$(PY) bench/configsync.py
 
 report: install
 	@bash scripts/render-report.sh

@@ -184,6 +184,14 @@ class Router(RadiusNas, BaseDevice):
                 log.debug("%s: route %s pending: %s", self.name, d, exc)
         self._routes_pending = pending
 
+    def _sync_routes_after(self, ctx: Context) -> None:
+        """A typed route goes to the kernel at once; while a whole config loads, apply_all syncs
+        them once at the end (per line would read the kernel's table n times: quadratic)."""
+        if ctx.source in ("startup", "sync"):
+            self._routes_pending = True
+            return
+        self._sync_routes()
+
     def _link_status(self, name: str, link: Link) -> tuple[str, str]:
         cfg = self.interfaces.get(name)
         managed = name not in UNMANAGED
@@ -288,7 +296,7 @@ class Router(RadiusNas, BaseDevice):
             ctx.print("%Invalid next hop address")
             return
         self.static_routes.add((str(prefix), str(mask), str(nexthop)))
-        self._sync_routes()
+        self._sync_routes_after(ctx)
 
     @command("config", "no ip route <prefix:ipv4> <mask:mask> [<nexthop:ipv4>]")
     def cmd_no_ip_route(self, ctx: Context, prefix: ipaddress.IPv4Address, mask: ipaddress.IPv4Address,
@@ -299,7 +307,7 @@ class Router(RadiusNas, BaseDevice):
             ctx.print("%No matching route to delete")
             return
         self.static_routes -= match
-        self._sync_routes()
+        self._sync_routes_after(ctx)
 
     # ------------------------------------------------------------------ interface commands
     def _if(self, ctx: Context) -> tuple[str, IfConfig]:

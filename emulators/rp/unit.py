@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -65,6 +66,9 @@ def grammar(cls: type, level: int) -> CommandSet:
                 cs.add(f.mode, f.no_syntax, "cmd_feature", help=f.help, feature=idx, no=True)
         _GRAMMARS[key] = cs
     return cs
+
+
+_CLEAR_SECRET = re.compile(r"\b(secret|password|key)\s+(0\s+)?(?![57]\s)\S+", re.IGNORECASE)
 
 
 def _failed(output: list[str]) -> bool:
@@ -482,11 +486,14 @@ class RpUnit(IssuMixin, Router):
         self.counters["lines_transformed"] += transformed
         self.peer_state = "STANDBY COLD-BULK"
         self._bulk_t0 = t0
-        self._send({"type": "rcsf", "lines": out, "level": self.image.level,
+        self._bulk_gen = getattr(self, "_bulk_gen", 0) + 1
+        self._send({"type": "rcsf", "gen": self._bulk_gen, "lines": out, "level": self.image.level,
                     "size": sum(len(l) + 1 for l in out), "transformed": transformed,
                     "t_active_ms": round((time.monotonic() - t0) * 1000, 3)})
 
     def _rx_bulk_done(self, m: dict[str, Any]) -> None:
+        if m.get("gen") != getattr(self, "_bulk_gen", None):
+            return                    # the answer to a bulk sync that a newer one replaced
         self.counters["bulk_syncs"] += 1
         self.counters["bulk_lines"] += int(m.get("lines", 0))
         self.last_bulk_ms = (time.monotonic() - getattr(self, "_bulk_t0", time.monotonic())) * 1000
@@ -561,7 +568,18 @@ class RpUnit(IssuMixin, Router):
             return
         depth = names.index(mode) if mode in names else 1
         context = [e[1].get("_line", "") for e in stack[2:depth + 1]]
-        self.sync_line(context, m.canonical)
+        self.sync_line(context, self._stored_form(m.canonical))
+
+    def _stored_form(self, line: str) -> str:
+        """A command typed with a secret in clear is synced as the running config holds it (hashed),
+        never in clear."""
+        if not _CLEAR_SECRET.search(line):
+            return line
+        head = " ".join(line.split()[:2])
+        for rendered in self.render_body().splitlines():
+            if rendered.strip().startswith(head + " "):
+                return rendered.strip()
+        return line
 
     def sync_line(self, context: list[str], line: str) -> Outcome | None:
         """Fig. 4 for one command executed on the Active (in the sub-modes `context` entered)."""
@@ -649,7 +667,8 @@ class RpUnit(IssuMixin, Router):
                                   "decision": "standby config reset, RPR", "phase": "bulk"})
             self.syslog(f"%RF-3-BULK_SYNC_FAILURE: {self.mode_reason}")
             self._set_state("STANDBY COLD")
-            self._send({"type": "bulk-done", "ok": False, "reason": reason, "line": line, "lines": len(lines)})
+            self._send({"type": "bulk-done", "gen": m.get("gen"), "ok": False, "reason": reason, "line": line,
+                        "lines": len(lines)})
             return
         self.counters["bulk_syncs"] += 1
         self.counters["bulk_lines"] += len(lines)
@@ -659,7 +678,7 @@ class RpUnit(IssuMixin, Router):
         self.out_of_sync = False
         self._set_state("STANDBY HOT")
         self.publish("rf-standby-hot", bulk_ms=round(ms, 2), lines=len(lines))
-        self._send({"type": "bulk-done", "ok": True, "lines": len(lines), "apply_ms": round(ms, 2)})
+        self._send({"type": "bulk-done", "gen": m.get("gen"), "ok": True, "lines": len(lines), "apply_ms": round(ms, 2)})
 
     def _rx_line(self, m: dict[str, Any]) -> None:
         if self.role != "standby" or self.rf_state != "STANDBY HOT":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clidump import TemplateMatcher
-from .images import DCL, NotTransformable, Rewrite, dcl_of, in_dcl, strip_no, tft_of
+from .images import DCL, NotTransformable, Rewrite, dcl_of, in_dcl, sample, strip_no, tft_of
 
 POLICIES = ("drop", "out-of-sync", "downgrade")
 
@@ -81,8 +81,20 @@ def negotiate(active_dump: list[str], standby_dump: list[str], active_level: int
             verdicts[t] = "dont-care"
         else:
             verdicts[t] = "policy"
-    unregistered = [t for t in sdl if not in_dcl(t, dcl_of(standby_level)) and not in_dcl(t, dcl)
-                    and not any(r.covers(t) for r in tft)]
+    # An SDL entry is fine when the transformations lead, level by level, from it to a command
+    # the Active's image has (tried on a sample line of the entry), or when nobody needs it synced.
+    active_matcher = TemplateMatcher(active_dump)
+
+    def registered(t: str) -> bool:
+        if not any(r.covers(t) for r in tft):
+            return False
+        try:
+            moved = to_level(sample(t), standby_level, active_level)
+        except Exception:
+            return False
+        return moved is not None and active_matcher.match(moved) is not None
+
+    unregistered = [t for t in sdl if not in_dcl(t, dcl) and not registered(t)]
     return Negotiation(active_level, standby_level, adl, sdl, verdicts, unregistered)
 
 

@@ -202,6 +202,21 @@ def arg_spec(word: str) -> str:
     return inner if head in TYPE_NAMES or not rest else rest
 
 
+def sample(template: str) -> str:
+    """A concrete line of a template (the smallest value of each argument), to try a
+    transformation path on."""
+    out = []
+    for w in template.split():
+        if not w.startswith("<"):
+            out.append(w)
+            continue
+        spec = arg_spec(w)
+        name, _, param = spec.partition(":")
+        out.append({"ipv4": "10.0.0.1", "mask": "255.255.255.0", "prefix": "10.0.0.0/24",
+                    "interface": "eth1"}.get(name, param.split("-")[0] if name == "int" else "x"))
+    return " ".join(out)
+
+
 def fill(template: str, args: list[str]) -> str:
     out, it = [], iter(args)
     for w in template.split():
@@ -241,7 +256,9 @@ class Rewrite:
     def down(self, line: str) -> str | None:
         no, body = strip_no(line)
         args = match_template(self.new, body)
-        if args is not None and self.down_ok is not None and not no and not self.down_ok(args):
+        if args is not None and self.down_ok is not None and not self.down_ok(args):
+            if no:      # removing a value the older image cannot hold: remove whatever it has
+                return "no " + " ".join(w for w in self.old.split() if not w.startswith("<"))
             raise NotTransformable(f"{body!r} has no equivalent before {image_at(self.level).version}")
         return self._apply(line, self.new, self.old)
 

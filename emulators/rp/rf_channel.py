@@ -185,6 +185,7 @@ class RfChannel:
                     self._stop.wait(0.1)
                     continue
                 self._serve(sock, self.dial_addr[0], dialed=True)
+                self._stop.wait(0.2)      # not a tight loop against a peer that keeps refusing us
             else:
                 self._stop.wait(0.1)
 

@@ -441,9 +441,10 @@ class RpUnit(IssuMixin, Router):
                     self.syslog("%RF-3-DUAL_ACTIVE: Both units are active; this (secondary) unit yields")
                     self.role = "init"
                     self._become_standby()
-            elif prole in ("standby", "init") and m["state"] in ("STANDBY COLD", "INITIALIZATION"):
-                if prole == "standby":
-                    self._start_negotiation()
+            elif prole == "standby" and m["state"] == "STANDBY COLD":
+                self._start_negotiation()
+            elif prole == "init":
+                self._send_hello()        # a peer that rebooted learns there is an Active
         elif self.role == "init":
             if prole == "active":
                 self._become_standby()

@@ -179,20 +179,27 @@ def _check_redundant_pairs(spec: LabSpec, bad: Callable[[str, str], None]) -> No
         if not peer:
             bad(f"{path}.config.peer", "an rp unit needs its peer unit: config: {peer: <other rp node>}")
             continue
-        if peer not in spec.nodes or spec.kind_of(str(peer)) != "rp" or peer == name:
+        if not isinstance(peer, str) or peer not in spec.nodes or spec.kind_of(peer) != "rp" or peer == name:
             bad(f"{path}.config.peer", f"peer {peer!r} is not another rp node of this lab")
             continue
-        if spec.nodes[str(peer)].config.get("peer") != name:
+        if spec.nodes[peer].config.get("peer") != name:
             bad(f"nodes.{peer}.config.peer", f"{peer} must name {name} as its peer ({name} names {peer})")
             continue
+        pcfg = spec.nodes[peer].config
         unit = node.config.get("unit")
         if unit is not None and unit not in ("primary", "secondary"):
             bad(f"{path}.config.unit", f"unit must be primary or secondary, not {unit!r}")
-        elif unit is not None and unit == spec.nodes[str(peer)].config.get("unit"):
-            bad(f"{path}.config.unit", f"{name} and {peer} are both {unit}; one must be primary, one secondary")
+        elif name < peer:
+            mine = unit or "primary"                                   # as devconfig defaults it
+            theirs = pcfg.get("unit") or "secondary"
+            if mine == theirs:
+                bad(f"{path}.config.unit", f"{name} and {peer} are both {mine} (a unit left out defaults by "
+                                           "name order); one must be primary, one secondary")
+        if name < peer and node.config.get("secret") != pcfg.get("secret"):
+            bad(f"{path}.config.secret", f"{name} and {peer} must share one secret (or both leave it out)")
         if not spec.mgmt.enabled:
             bad(path, "rp units talk to each other over the management network; enable mgmt")
-        if name < str(peer) and ports(name) != ports(str(peer)):
+        if name < peer and ports(name) != ports(peer):
             bad(f"{path}", f"{name} and its peer {peer} must be cabled alike (the standby takes over the "
                            f"active's interfaces): {name} has {sorted(ports(name))}, {peer} has "
-                           f"{sorted(ports(str(peer)))}")
+                           f"{sorted(ports(peer))}")

@@ -45,7 +45,9 @@ sys.path.insert(0, str(ROOT))
 from results_out import publish  # noqa: E402
 
 from emulators.cli.testing import ScriptedTerminal  # noqa: E402
+from emulators.rp.loopback import loopback_unit  # noqa: E402
 from emulators.rp.unit import RpUnit  # noqa: E402
+from twin.ports import allocate_port, release_ports  # noqa: E402
 
 ACTIVE_IMAGE, STANDBY_IMAGE = "15.2(1)SY", "15.1(2)SY"
 SIZES = (1000, 10000)
@@ -124,14 +126,6 @@ def rendered_base(tmp: Path) -> int:
 # a pair in this process
 
 
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Events:
     """A unit's events with the monotonic time this process received each (in the callback)."""
 
@@ -167,14 +161,13 @@ class Events:
 
 class Pair:
     def __init__(self, tmp: Path, tag: str, config: str) -> None:
-        port = free_port()
-        hw = {"unit": "primary", "pair": f"bench-{tag}", "peer_address": "127.0.0.1", "listen": "127.0.0.1",
-              "port": port, "secret": "bench-secret", "boot_wait_s": 5}
+        self.owner = f"bench-configsync-{os.getpid()}-{tag}"
+        port = allocate_port(self.owner)
         d = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=tmp))
-        self.a = RpUnit("rpa", state_dir=d / "a", users={"admin": "admin"}, enable_secret="e", apply=False, hw=hw,
-                        version=ACTIVE_IMAGE, initial_config=config)
-        self.b = RpUnit("rpb", state_dir=d / "b", users={"admin": "admin"}, enable_secret="e", apply=False,
-                        hw={**hw, "unit": "secondary"}, version=STANDBY_IMAGE)
+        self.a = loopback_unit("rpa", d / "a", unit="primary", port=port, version=ACTIVE_IMAGE, config=config,
+                               pair=f"bench-{tag}", secret="bench-secret")
+        self.b = loopback_unit("rpb", d / "b", unit="secondary", port=port, version=STANDBY_IMAGE,
+                               pair=f"bench-{tag}", secret="bench-secret")
         self.ea, self.eb = Events(), Events()
         self.a.subscribe(self.ea)
         self.b.subscribe(self.eb)
@@ -203,6 +196,7 @@ class Pair:
             self.closed = True
             self.a.close()
             self.b.close()
+            release_ports(self.owner)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from emulators.router import UNMANAGED, Router
 
 from . import images
 from .clidump import NAVIGATION, _MatchCtx, cli_dump, walk_line
-from .configsync import POLICIES, LineSync, Negotiation, Outcome, negotiate, upgrade, verify
+from .configsync import LineSync, Negotiation, Outcome, negotiate, upgrade, verify
 from .dataplane import GatedNet, disable_ipv6, pair_mac
 from .issu import IssuMixin
 from .rf_channel import PORT, RfChannel

@@ -3,6 +3,7 @@ images, line-by-line sync, don't-care lists, the policies, the Standby's CLI, a 
 hostile messages on the channel, a forced switchover and an incompatible ISSU load."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -16,9 +17,11 @@ import pytest
 from emulators.cli.testing import ScriptedTerminal
 from emulators.rp import rf_channel
 from emulators.rp.configsync import config_set
+from emulators.rp.loopback import loopback_unit
 from emulators.rp.rf_channel import Rejected, RfChannel, sign, verify
 from emulators.rp.unit import RpUnit
 from twin.polling import wait_for
+from twin.ports import allocate_port, release_ports
 
 pytestmark = pytest.mark.unit
 
@@ -75,12 +78,10 @@ STANDBY_OWN = "hostname rpb-own\n"      # what the Standby boots with before the
 
 
 @pytest.fixture
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def free_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    owner = f"rp-unit-{os.getpid()}-{request.node.nodeid}"
+    yield allocate_port(owner)
+    release_ports(owner)
 
 
 class Pair:
@@ -91,12 +92,11 @@ class Pair:
         self.port = port
         self.units: list[RpUnit] = []
         self.closed = False
-        self.hw = {"unit": "primary", "pair": "rp1", "peer_address": "127.0.0.1", "listen": "127.0.0.1",
-                   "port": port, "secret": "s3cret", "boot_wait_s": 5, "dead_ms": 3000}
+        self.hw = {"secret": "s3cret", "dead_ms": 3000}
 
     def unit(self, name: str, unit: str, version: str, config: str) -> RpUnit:
-        u = RpUnit(name, state_dir=self.tmp_path / name, users={"admin": "admin"}, enable_secret="e",
-                   apply=False, hw={**self.hw, "unit": unit}, version=version, initial_config=config)
+        u = loopback_unit(name, self.tmp_path / name, unit=unit, port=self.port, version=version, config=config,
+                          **self.hw)
         self.units.append(u)
         return u
 

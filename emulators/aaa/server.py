@@ -235,8 +235,8 @@ class AaaServer(Router):
         self.reconnect_plan = [(now + i * self.reconnect_interval_ms / 1000, g) for i, g in enumerate(groups)]
         self.syslog(f"%AAA-5-HEALTH: health {score} above connection threshold {self.policy.connection_threshold}; "
                     f"inviting {len(clients)} client(s) back in {len(groups)} group(s)")
-        self._record("aaa-recovered", score=score, reason=why, groups=groups,
-                     threshold=self.policy.connection_threshold)
+        self._record("aaa-recovered", score=score, reason=why, groups=groups, start=now,
+                     interval_ms=self.reconnect_interval_ms, threshold=self.policy.connection_threshold)
 
     def _send_reconnect(self, group: list[str], remaining: int) -> None:
         sent = []

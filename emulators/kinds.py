@@ -11,7 +11,8 @@ from .device import BaseDevice
 
 _KINDS: dict[str, type[BaseDevice]] = {}
 _BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer",
-            "ems": "emulators.ems.server:EmsServer", "rp": "emulators.rp.unit:RpUnit"}
+            "ems": "emulators.ems.server:EmsServer", "rp": "emulators.rp.unit:RpUnit",
+            "cluster-manager": "emulators.cluster.manager_device:ClusterManagerDevice"}
 
 
 def register(kind: str, cls: type[BaseDevice]) -> None:

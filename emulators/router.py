@@ -10,6 +10,7 @@ lab's link faults), logs them like IOS and publishes `link-up`/`link-down` event
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .aaa.nas import RadiusNas
+from .cluster.agent import ClusterAgent
 from .cli.context import Context
 from .cli.tree import Mode, command
 from .device import BaseDevice
@@ -57,12 +59,25 @@ def cisco_mac(mac: str) -> str:
     return f"{h[0:4]}.{h[4:8]}.{h[8:12]}"
 
 
+def parse_mac(text: str) -> str | None:
+    """IOS's H.H.H or the Linux colon form, as lowercase colon form; None if it is neither."""
+    t = text.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{1,4}\.[0-9a-f]{1,4}\.[0-9a-f]{1,4}", t):
+        h = "".join(p.rjust(4, "0") for p in t.split("."))
+    elif re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", t):
+        h = t.replace(":", "")
+    else:
+        return None
+    return ":".join(h[i:i + 2] for i in range(0, 12, 2))
+
+
 @dataclass
 class IfConfig:
     description: str | None = None
     address: tuple[str, str] | None = None    # (ip, mask) dotted
     shutdown: bool = False
     method: str = "unset"                      # how the address was set: "manual" or "NVRAM"
+    mac: str | None = None                     # `mac-address`: overrides the burned-in address
 
     @property
     def prefix(self) -> tuple[str, int] | None:
@@ -72,7 +87,7 @@ class IfConfig:
         return (self.address[0], plen if plen is not None else 32)
 
 
-class Router(RadiusNas, BaseDevice):
+class Router(ClusterAgent, RadiusNas, BaseDevice):
     kind = "router"
     modes = BaseDevice.modes + (Mode("config-if", "(config-if)#", "config"),)
     hardware = "TWIN"
@@ -117,6 +132,8 @@ class Router(RadiusNas, BaseDevice):
         block = [f"interface {name}"]
         if cfg.description:
             block.append(f" description {cfg.description}")
+        if cfg.mac:
+            block.append(f" mac-address {cisco_mac(cfg.mac)}")
         block.append(f" ip address {cfg.address[0]} {cfg.address[1]}" if cfg.address else " no ip address")
         if cfg.shutdown:
             block.append(" shutdown")
@@ -151,10 +168,40 @@ class Router(RadiusNas, BaseDevice):
     def _apply_interface(self, name: str) -> None:
         cfg = self.interfaces.get(name) or IfConfig()
         try:
+            self._apply_mac(name, cfg.mac)
             self.net.set_address(name, cfg.prefix)
             self.net.set_up(name, not cfg.shutdown)
         except OSError as exc:
             log.warning("%s: cannot apply interface %s: %s", self.name, name, exc)
+
+    # The burned-in addresses of interfaces whose MAC `mac-address` changed, kept on "NVRAM" so a
+    # reload with a config that no longer overrides it (a clone returned to its pool) restores it.
+    def _bia_file(self) -> Path:
+        return self.state_dir / "bia.json"
+
+    def burned_in(self) -> dict[str, str]:
+        try:
+            return json.loads(self._bia_file().read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _apply_mac(self, name: str, mac: str | None) -> None:
+        bia = self.burned_in()
+        links = self._links()
+        if name not in links:
+            return
+        current = links[name].mac.lower()
+        if mac is not None:
+            if name not in bia:
+                bia[name] = current
+                self._bia_file().write_text(json.dumps(bia))
+            if current != mac:
+                self.net.set_mac(name, mac)
+        elif name in bia:
+            if current != bia[name]:
+                self.net.set_mac(name, bia[name])
+            del bia[name]
+            self._bia_file().write_text(json.dumps(bia))
 
     def _sync_routes(self) -> None:
         """Make the kernel's static routes match the config; a route whose next hop is not
@@ -370,6 +417,24 @@ class Router(RadiusNas, BaseDevice):
         cfg.shutdown = not no
         self._apply_if_present(name)
 
+    @command("config-if", "mac-address <mac:word>",
+             help={"mac-address": "Manually set interface MAC address", "mac": "MAC address (H.H.H)"})
+    @command("config-if", "no mac-address [<mac:word>]", no=True)
+    def cmd_mac_address(self, ctx: Context, mac: str = "", no: bool = False) -> None:
+        name, cfg = self._if(ctx)
+        if no:
+            cfg.mac = None
+        else:
+            parsed = parse_mac(mac)
+            if parsed is None:
+                ctx.print(f"% Invalid input: {mac!r} is not a MAC address (H.H.H or xx:xx:xx:xx:xx:xx)")
+                return
+            if int(parsed.split(":")[0], 16) & 1:
+                ctx.print(f"% {mac} is a multicast address and cannot be an interface address")
+                return
+            cfg.mac = parsed
+        self._apply_if_present(name)
+
     @command("config-if", "description <text:line>",
              help={"description": "Interface specific description", "text": "Up to 240 characters describing this interface"})
     @command("config-if", "no description [<text:line>]", no=True)
@@ -421,10 +486,11 @@ class Router(RadiusNas, BaseDevice):
         cfg = self.interfaces.get(name)
         st = link.stats
         mac = cisco_mac(link.mac)
+        bia = cisco_mac(self.burned_in().get(name, link.mac))
         rates = self._rates.get(name, (0, {}, {}))[2]
         p = ctx.print
         p(f"{name} is {status}, line protocol is {proto} ")
-        p(f"  Hardware is {link.kind}, address is {mac} (bia {mac})")
+        p(f"  Hardware is {link.kind}, address is {mac} (bia {bia})")
         if cfg is not None and cfg.description:
             p(f"  Description: {cfg.description}")
         if addrs:

@@ -274,6 +274,15 @@ class Lab(RunningLab):
         st.phase = "ready"
         st.save()
 
+    def _cluster_files(self, st: LabState) -> dict[str, tuple[str, str]]:
+        """What each cluster's manager and elements know from the lab file (twin/lab/clusters.py)."""
+        from twin.lab.clusters import cluster_files
+
+        if getattr(self, "_cluster_cache", None) is None:
+            mgmt = {n: str(a.ip) for n, a in self.model.plan.mgmt.items()}
+            self._cluster_cache = cluster_files(self.model.spec, mgmt, st.prefix, st.api_socket or "")
+        return self._cluster_cache
+
     def _prepare_device(self, st: LabState, name: str) -> None:
         """Record how to run a node's emulator, so any process can restart it from the state file."""
         from twin.devconfig import initial_config, redundancy_hardware
@@ -286,6 +295,9 @@ class Lab(RunningLab):
         hw = redundancy_hardware(self.model, name, st.prefix)
         if hw is not None:
             (ddir / "redundancy.json").write_text(json.dumps(hw, indent=1))
+        cluster = self._cluster_files(st).get(name)
+        if cluster is not None:
+            (ddir / cluster[0]).write_text(cluster[1])
         ns = st.nodes[name]
         ns.username = node.username or spec.defaults.username
         ns.password = node.password or spec.defaults.password

@@ -45,6 +45,9 @@ class AddressPlan:
 
 
 def _segments(spec: LabSpec) -> list[Segment]:
+    from twin.lab.clusters import cross_connect_segments
+
+    xc_switches, xc_segments = cross_connect_segments(spec)
     switches = set(spec.switches())
     trunks: list[tuple[str, str, list[int] | None]] = []
     access: list[tuple[Port, str, int]] = []
@@ -55,6 +58,8 @@ def _segments(spec: LabSpec) -> list[Segment]:
             trunks.append((a.node, b.node, link.trunk))
         elif a.node in switches or b.node in switches:
             sw, other = (a, b) if a.node in switches else (b, a)
+            if sw.node in xc_switches:     # a cluster's cross-connected ports: no shared LAN
+                continue
             access.append(((other.node, other.intf), sw.node, link.vlan or 0))
         else:
             segs.append(Segment(f"p2p:{a}-{b}", [(a.node, a.intf), (b.node, b.intf)]))
@@ -75,7 +80,7 @@ def _segments(spec: LabSpec) -> list[Segment]:
             label = f"lan:{root}" + (f":vlan{vlan}" if vlan else "")
             by_key[key] = Segment(label, [], vlan=vlan)
         by_key[key].members.append(port)
-    return list(by_key.values()) + segs
+    return list(by_key.values()) + segs + [Segment(label, members) for label, members in xc_segments]
 
 
 def spec_order(spec: LabSpec):

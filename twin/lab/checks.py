@@ -49,6 +49,9 @@ def check_lab(spec: LabSpec) -> list[Problem]:
                 bad(f"{path}.interfaces.{intf}", f"interface name {intf!r} is reserved by the lab")
 
     _check_redundant_pairs(spec, bad)
+    from twin.lab.clusters import check_clusters  # noqa: PLC0415 - clusters imports this module's package
+
+    problems += check_clusters(spec)
 
     # links
     used: dict[tuple[str, str], str] = {}

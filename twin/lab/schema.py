@@ -43,6 +43,9 @@ KINDS: dict[str, KindInfo] = {
                     "assignment, circuit routing (IOS-like CLI)"),
     "rp": KindInfo("rp", forwards=True, emulated=True, description="one unit of an active/standby redundant "
                    "router pair: config sync across software images, switchover, ISSU (IOS-like CLI)"),
+    "cluster-manager": KindInfo("cluster-manager", emulated=True, description="cluster manager: replaces a failed "
+                                "element with a spare from the pool and rewrites both switches' cross-connects "
+                                "(IOS-like CLI)"),
 }
 
 

@@ -29,6 +29,7 @@ bench: install
 	@$(PY) bench/aaa_failover.py
 	@$(PY) bench/ems_election.py
 	@$(PY) bench/configsync.py
+	@$(PY) bench/cluster_failover.py
 
 report: install
 	@bash scripts/render-report.sh

@@ -22,6 +22,10 @@ from twin.errors import LabError, LabFileError, LabNotFound
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital-twin labs for high-availability network systems.")
 fault_app = typer.Typer(no_args_is_help=True, help="Break things in a running lab (each fault is timestamped).")
 app.add_typer(fault_app, name="fault")
+cluster_app = typer.Typer(no_args_is_help=True, help="The cluster manager of a running lab: roles, pool, failovers.")
+app.add_typer(cluster_app, name="cluster")
+pool_app = typer.Typer(no_args_is_help=True, help="Reserve spares (claims 8, 13).")
+cluster_app.add_typer(pool_app, name="pool")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -264,6 +268,77 @@ def ems(args: list[str] = typer.Argument(None, help="client command: status, vie
     except KeyError as exc:
         _fail(str(exc), 2)
     os.execv(argv[0], argv)
+
+
+ManagerOpt = typer.Option(None, "--manager", "-m", help="cluster-manager node (default: the lab's first)")
+
+
+def _cluster(lab: Optional[str], manager: Optional[str], command: str) -> None:
+    from twin import clusterctl
+
+    rl = _attach(lab)
+    try:
+        print(clusterctl.run(rl, command, manager).rstrip("\n"))
+    except LabError as exc:
+        _fail(str(exc), 2)
+
+
+@cluster_app.command("status")
+def cluster_status(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """Roles and their holders, the pool, alarms."""
+    if not as_json:
+        _cluster(lab, manager, "show cluster")
+        return
+    from twin import clusterctl
+
+    try:
+        print(json.dumps(clusterctl.status(_attach(lab), manager), indent=1, default=str))
+    except LabError as exc:
+        _fail(str(exc), 2)
+
+
+@cluster_app.command("elements")
+def cluster_elements(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Every element: state, role, when it was last heard from."""
+    _cluster(lab, manager, "show cluster elements")
+
+
+@cluster_app.command("failovers")
+def cluster_failovers(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Failovers with their substitute, state and duration."""
+    _cluster(lab, manager, "show cluster failovers")
+
+
+@cluster_app.command("timeline")
+def cluster_timeline(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Every decision of the manager, timestamped (also in its SQLite archive)."""
+    _cluster(lab, manager, "show cluster timeline")
+
+
+@cluster_app.command("failover")
+def cluster_failover(element: str, reason: str = typer.Option("operator request", "--reason"),
+                     lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Replace an active element now (maintenance)."""
+    _cluster(lab, manager, f"cluster failover {element} {reason}")
+
+
+@pool_app.command("add")
+def cluster_pool_add(element: str, lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Reserve an element (wired to both cluster switches) as a spare."""
+    _cluster(lab, manager, f"cluster pool add {element}")
+
+
+@pool_app.command("remove")
+def cluster_pool_remove(element: str, lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """Take a spare out of the pool."""
+    _cluster(lab, manager, f"cluster pool remove {element}")
+
+
+@pool_app.command("list")
+def cluster_pool_list(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
+    """The spares in selection order."""
+    _cluster(lab, manager, "show cluster pool")
 
 
 def _interactive(node: str, transport: str, lab: Optional[str], user: Optional[str]) -> None:

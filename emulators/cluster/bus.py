@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ def decode(frame: bytes, secret: bytes, allowed: tuple[str, ...] = EVENT_TYPES) 
         raise BusError("malformed", f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
     try:
         outer = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:      # (UnicodeDecodeError is a ValueError)
         raise BusError("malformed", f"not JSON ({exc.__class__.__name__})") from None
     if not isinstance(outer, dict) or not isinstance(outer.get("m"), dict) or not isinstance(outer.get("h"), str):
         raise BusError("malformed", 'expected {"m": {...}, "h": "<hmac>"}')
@@ -83,6 +84,8 @@ def decode(frame: bytes, secret: bytes, allowed: tuple[str, ...] = EVENT_TYPES) 
     for name, typ in fields.items():
         if not isinstance(body.get(name), typ) or isinstance(body.get(name), bool):
             raise BusError("malformed", f"field {name!r} missing or of the wrong type")
+    if not all(math.isfinite(body[k]) for k in ("boot", "time")):
+        raise BusError("malformed", "boot and time must be finite numbers")
     if body["v"] != VERSION:
         raise BusError("malformed", f"version {body['v']} (this cluster speaks {VERSION})")
     if body["type"] not in allowed:

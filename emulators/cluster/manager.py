@@ -85,6 +85,7 @@ class ClusterManager:
         self.xc_lock = threading.Lock()
         self.started = clock()
         self.last_seen: dict[str, float] = {}
+        self.last_rx = 0.0                     # when the bus last delivered anything at all
         self.boots: dict[str, float] = {}
         self.port_up: dict[tuple[str, str], bool] = {}
         self.guard = ReplayGuard()
@@ -138,6 +139,7 @@ class ClusterManager:
             self.counters["accepted"] += 1
             now = self.clock()
             self.last_seen[msg.sender] = now
+            self.last_rx = now
             self.boots[msg.sender] = msg.boot
             handler = getattr(self, "_on_" + msg.type.replace("-", "_"), None)
             if handler is not None:
@@ -342,6 +344,8 @@ class ClusterManager:
                                                f"its circuits {', '.join(self.plan.circuits.get(f.role, [])) or '-'} "
                                                "are down until a spare joins the pool", f.failed,
                                       role=f.role, circuits=self.plan.circuits.get(f.role, []))
+                        # forget this worker under the lock, so a spare arriving right now starts a new one
+                        self._workers.pop(fid, None)
                         return
                     self.store.set_state(sub, "cloning", f"substitute for {f.failed} (failover {fid})", role=f.role)
                     self.alarms.pop(f.role, None)
@@ -431,22 +435,26 @@ class ClusterManager:
     def desired(self) -> list[Rule]:
         return desired_rules(self.plan, self.holders(), self.role_macs())
 
+    def _installed(self) -> dict[str, Rule]:
+        return {k: Rule(v["switch"], v["priority"], tuple(tuple(x) for x in v["match"]), tuple(v["outputs"]))
+                for k, v in self.store.installed_rules().items()}
+
     def sync_xconnect(self, force: bool = False) -> list[str]:
-        """Make the switches carry the desired cross-connects: new rules first, stale ones after.
-        Returns the rules changed. Raises when the controller cannot be reached (callers retry)."""
+        """Make the switches carry the desired cross-connects: new rules first, stale ones after
+        (`force`: every desired rule is sent again, for a switch that lost them). Returns the rules
+        changed. Raises when the controller cannot be reached (callers retry)."""
         with self.xc_lock:
             want = self.desired()
-            installed = {} if force else {k: Rule(v["switch"], v["priority"], tuple(tuple(x) for x in v["match"]),
-                                                  tuple(v["outputs"]))
-                                          for k, v in self.store.installed_rules().items()}
+            installed = self._installed()
             d = diff(installed, want)
-            for r in d.add:
+            add = want if force else d.add
+            for r in add:
                 self.switches.add_flow(r.switch, dict(r.match), r.actions, priority=r.priority, cookie=self.plan.cookie)
             for r in d.delete:
                 self.switches.delete_flows(r.switch, dict(r.match), priority=r.priority, strict=True)
             self.store.set_rules({r.key: {"switch": r.switch, "priority": r.priority, "match": [list(x) for x in r.match],
                                           "outputs": list(r.outputs)} for r in want})
-            return [("+ " + r.describe()) for r in d.add] + [("- " + r.describe()) for r in d.delete]
+            return [("+ " + r.describe()) for r in (d.add if not force else add)] + [("- " + r.describe()) for r in d.delete]
 
     def _wake_sync(self) -> None:
         threading.Thread(target=self._try_sync, name="xconnect-sync", daemon=True).start()
@@ -460,25 +468,28 @@ class ClusterManager:
             log.info("cross-connect sync deferred: %s", exc)
 
     def reconcile(self) -> None:
-        """Switches that lost rules (a switch restart, a hand-made `ovs-ofctl del-flows`) get them back."""
+        """Switches that lost rules (a switch restart, a hand-made `ovs-ofctl del-flows`) get them
+        back. Compared with what the manager installed, not with what it wants now: a role whose
+        holder just failed is the failover's business, not a reason to rewrite everything."""
         if not self.xc_lock.acquire(blocking=False):
             return                  # a sync is installing rules right now: counting them would race it
-        self.xc_lock.release()
-        want = self.desired()
-        per_switch: dict[str, int] = {}
-        for r in want:
-            per_switch[r.switch] = per_switch.get(r.switch, 0) + 1
         try:
-            for sw, n in per_switch.items():
+            expected: dict[str, int] = {}
+            for r in self._installed().values():
+                expected[r.switch] = expected.get(r.switch, 0) + 1
+            missing = []
+            for sw in (self.plan.access_switch, self.plan.network_switch):
                 have = sum(1 for fl in self.switches.flows(sw) if int(fl.get("cookie", 0)) == self.plan.cookie)
-                if have != n:
-                    if have > n:
-                        self.switches.delete_flows(sw, {}, cookie=self.plan.cookie)
-                    self.note("xconnect", f"switch {sw} carries {have} cluster rule(s), {n} expected: reinstalling")
-                    self.sync_xconnect(force=True)
-                    return
+                if have < expected.get(sw, 0):
+                    missing.append(f"{sw} carries {have} cluster rule(s), {expected[sw]} installed")
         except Exception as exc:
             log.info("reconcile deferred: %s", exc)
+            return
+        finally:
+            self.xc_lock.release()
+        if missing:
+            self.note("xconnect", "; ".join(missing) + ": reinstalling")
+            self._try_sync(force=True)
 
     # ------------------------------------------------------------------ periodic checks
     def check(self) -> None:
@@ -491,7 +502,10 @@ class ClusterManager:
                     if seen is None:
                         if now - self.started > self.plan.boot_grace_s:
                             self.fail(name, f"never heard from in {self.plan.boot_grace_s:.0f} s")
-                    elif now - seen > self.plan.dead_s:
+                    elif now - seen > self.plan.dead_s and (self.last_rx - seen > self.plan.dead_s
+                                                            or now - seen > 3 * self.plan.dead_s):
+                        # Silent while the others were heard: dead. If nobody was heard, the manager
+                        # itself may have stalled (a loaded machine), so wait for more evidence.
                         missed = int((now - seen) * 1000 / self.plan.hb_ms)
                         self.fail(name, f"missed {missed} heartbeats ({(now - seen) * 1000:.0f} ms silent)")
                 elif el["state"] == "spare" and seen is not None and now - seen > max(self.plan.dead_s * 3, 1.0):

@@ -158,10 +158,14 @@ class ClusterManagerDevice(BaseDevice):
         while not self._halt.is_set():
             try:
                 if not synced:
+                    # Start from the controller's newest event: older ones (a port that went down
+                    # before this manager started) are history, and the port table below is now.
+                    since = api.events(0, 0).get("next", since)  # type: ignore[attr-defined]
                     for sw in (m.plan.access_switch, m.plan.network_switch):
                         for p in api.ports(sw):  # type: ignore[attr-defined]
                             m.port_up[(sw, p["name"])] = bool(p["link_up"])
                     m.sync_xconnect()
+                    m.reconcile()           # a switch that lost rules while nobody watched
                     synced = True
                     m.note("xconnect", "cross-connects in place on "
                                        f"{m.plan.access_switch} and {m.plan.network_switch}")

@@ -12,7 +12,7 @@ import pytest
 
 from rp_pair import force_switchover, last_state, running_set, show, wait_hot
 from twin.polling import wait_for
-from twin.traffic.iperf import iperf3
+from twin.traffic.iperf import BackgroundIperf, tcp_established
 from twin.traffic.probe import ProbeStream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.configsync, pytest.mark.lab("labs/configsync.yaml")]
@@ -107,8 +107,8 @@ def test_active_crash_switchover_keeps_traffic_and_sessions(lab, timings):
     with ProbeStream(lab.nodes, "h1", "h2", "10.2.0.10", interval_ms=5) as probe:
         probe.wait_until_flowing(10)
         # a TCP session that must live through the switchover (iperf3 fails if its connection resets)
-        flow = BackgroundIperf(lab, seconds=5)
-        wait_for(lambda: tcp_established(lab, "h2", 5201), 15, "the iperf3 TCP session")
+        flow = BackgroundIperf(lab.nodes, "h1", "h2", "10.2.0.10", seconds=5)
+        wait_for(lambda: tcp_established(lab.nodes, "h2", 5201), 15, "the iperf3 TCP session")
         # A crashed unit stops forwarding; in the lab its kernel would go on, so its ports go down
         # with the process, as the unit's line cards would.
         t_kill = time.time()
@@ -151,30 +151,3 @@ def test_forced_switchover_from_the_console(lab, timings):
     assert running_set(lab, standby) == synced
     ev = lab.device_events(standby, "rf-active", since=t)
     assert ev and ev[-1]["reason"] == "user forced switchover", ev
-
-
-def tcp_established(lab, node: str, port: int) -> bool:
-    out = lab.nodes.run(node, ["ss", "-Htn", "state", "established", f"( sport = :{port} )"], timeout=10).stdout
-    return bool(out.strip())
-
-
-class BackgroundIperf:
-    """A rate-limited iperf3 TCP test from h1 to h2 in a thread: the switchover happens while it runs."""
-
-    def __init__(self, lab, seconds: int) -> None:
-        import threading
-
-        self._out: dict = {}
-
-        def run() -> None:
-            try:
-                r = iperf3(lab.nodes, "h1", "h2", "10.2.0.10", seconds=seconds, bitrate="20M")
-                self._out.update({"ok": True, "result": r})
-            except Exception as exc:
-                self._out.update({"ok": False, "error": str(exc)})
-        self._t = threading.Thread(target=run, daemon=True)
-        self._t.start()
-
-    def result(self, timeout: float) -> dict:
-        self._t.join(timeout)
-        return self._out or {"ok": False, "error": "iperf3 did not finish"}

@@ -17,7 +17,7 @@ from typing import Any
 
 from twin.nodeexec import NodeExec
 
-__all__ = ["IperfError", "IperfResult", "iperf3", "parse_iperf_json"]
+__all__ = ["BackgroundIperf", "IperfError", "IperfResult", "iperf3", "parse_iperf_json", "tcp_established"]
 
 
 class IperfError(RuntimeError):
@@ -149,3 +149,32 @@ def _stop_server(srv: subprocess.Popen, grace: float) -> None:
     except subprocess.TimeoutExpired:
         srv.kill()
         srv.wait()
+
+
+def tcp_established(nodes: NodeExec, node: str, port: int) -> bool:
+    """True once `node` has an established TCP connection on local port `port` (an iperf3 server's)."""
+    out = nodes.run(node, ["ss", "-Htn", "state", "established", f"( sport = :{port} )"], timeout=10).stdout
+    return bool(out.strip())
+
+
+class BackgroundIperf:
+    """A rate-limited iperf3 TCP test in a thread, so a fault can happen while it runs; iperf3 fails
+    if its connection resets, so `result()["ok"]` says whether the session survived."""
+
+    def __init__(self, nodes: NodeExec, client: str, server: str, ip: str, seconds: int, bitrate: str = "20M") -> None:
+        import threading
+
+        self._out: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                r = iperf3(nodes, client, server, ip, seconds=seconds, bitrate=bitrate)
+                self._out.update({"ok": True, "result": r})
+            except Exception as exc:
+                self._out.update({"ok": False, "error": str(exc)})
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        self._t.join(timeout)
+        return self._out or {"ok": False, "error": "iperf3 did not finish"}

@@ -254,17 +254,20 @@ def test_recovered_server_invites_clients_back_in_staggered_groups(lab, healthy,
         lab.wait_device_event(nas, "aaa-failover", t0)
     t1 = time.time()
     cli["aaa1"].run("aaa service start user-db")
-    returns = sorted(lab.wait_device_event(nas, "aaa-reconnect", t1, timeout=20)["time"] for nas in NAS)
+    back = {nas: lab.wait_device_event(nas, "aaa-reconnect", t1, timeout=20)["time"] for nas in NAS}
     plan = lab.wait_device_event("aaa1", "aaa-recovered", t1)
+    returns = sorted(back.values())
     gaps = [b - a for a, b in zip(returns, returns[1:])]
     timings.record("staggered return: first to last client", (returns[-1] - returns[0]) * 1000)
     timings.record("staggered return: smallest gap between returning clients", min(gaps) * 1000)
-    # One client per group, so the i-th client back cannot have been invited before the i-th slot
-    # of the plan: a causal bound that holds however late a busy machine delivers a message.
-    assert plan["interval_ms"] == 400 and [len(g) for g in plan["groups"]] == [1] * len(NAS), plan
-    slots = [plan["start"] + i * 0.4 for i in range(len(NAS))]
-    early = [(round(r - s, 3)) for r, s in zip(returns, slots) if r < s - 0.01]
-    assert not early, f"clients returned before their group's slot (seconds early: {early}); returns {returns}, plan {slots}"
+    # One client per group, so a client cannot be back before its group's slot in the plan: a
+    # causal bound that holds however late a busy machine delivers a message.
+    assert plan["interval_ms"] == 400 and all(len(g) == 1 for g in plan["groups"]), plan
+    slot = {g[0]: plan["start"] + i * 0.4 for i, g in enumerate(plan["groups"])}
+    assert all(NAS[nas] in slot for nas in NAS), f"every NAS is in the plan: {plan}"
+    early = {nas: round(slot[NAS[nas]] - t, 3) for nas, t in back.items() if t < slot[NAS[nas]] - 0.01}
+    assert not early, f"clients back before their group's slot (seconds early): {early}; plan {plan}"
+    assert len({round(slot[NAS[n]], 3) for n in NAS}) == len(NAS), "each NAS has a slot of its own"
 
 
 def test_forged_replayed_and_malformed_messages_move_no_client(lab, healthy):

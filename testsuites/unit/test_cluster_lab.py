@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from emulators.cluster.plan import AgentPlan, ClusterPlan
-from twin.errors import LabFileError
 from twin.lab import load_lab, parse_lab
 from twin.lab.clusters import check_clusters, cluster_files, cross_connect_segments, resolve
+from lab_problems import problems, with_path
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,20 +26,6 @@ def variant(*edits: tuple[str, str]) -> str:
         assert text.count(old) == 1, f"edit target not found once: {old!r}"
         text = text.replace(old, new)
     return text
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(LabFileError) as exc:
-        parse_lab(text, "lab.yaml")
-    return [str(p) for p in exc.value.problems]
-
-
-def with_path(found: list[str], path: str) -> list[str]:
-    """The problems reported at `path` (the `file:line: path: message` form)."""
-    hits = [p for p in found if f": {path}: " in p]
-    assert hits, f"no problem at {path}: {found}"
-    assert all(p.startswith("lab.yaml:") for p in hits), hits
-    return hits
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from twin.devconfig import redundancy_hardware
 from twin.errors import LabFileError
 from twin.lab import load_lab, parse_lab
+from lab_problems import problems, with_path
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,20 +34,6 @@ links:
 """
 RPA_CONFIG = "config: {peer: rpb, unit: primary}"
 RPB_CONFIG = "config: {peer: rpa, unit: secondary}"
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(LabFileError) as exc:
-        parse_lab(text, "lab.yaml")
-    return [str(p) for p in exc.value.problems]
-
-
-def with_path(found: list[str], path: str) -> list[str]:
-    """The problems reported at `path` (the `file:line: path: message` form)."""
-    hits = [p for p in found if f": {path}: " in p]
-    assert hits, f"no problem at {path}: {found}"
-    assert all(p.startswith("lab.yaml:") for p in hits), hits
-    return hits
 
 
 def test_a_pair_that_names_each_other_loads():

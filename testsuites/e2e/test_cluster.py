@@ -84,7 +84,8 @@ def test_power_off_moves_the_role_to_a_spare_with_traffic_and_config(lab, health
         timings.record(f"power-off failover: manager step '{step}' after detection", ms, "ms")
     sub = done["substitute"]
     assert sub == spares[0], f"policy ordered picks the pool's first spare {spares[0]}, got {sub}"
-    assert "went down" in done["text"] or "port" in lab.device_events(MANAGER, "cluster-failure", fault.time)[0]["text"]
+    failure = next(e for e in lab.device_events(MANAGER, "cluster-failure", fault.time) if e.get("role") == role)
+    assert failure["element"] == failed and any(k in failure["reason"] for k in ("switch port", "missed", "reported")), failure
     assert tcp["ok"], f"the TCP flow {cust}->{SERVER[0]} did not survive the failover: {tcp}"
     # the substitute is a logical clone: same config (its MACs pinned), same MACs
     after = running_config(lab, sub)

@@ -74,6 +74,7 @@ class ClusterAgent:
         self._clones: dict[int, dict[str, Any]] = {}
         self.agent_counters = {"sent": 0, "triggers": 0, "rejected": 0}
         self.agent_last = ""
+        self._agent_dirty = False     # the config changed since the heartbeat digest was computed
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,9 +149,13 @@ class ClusterAgent:
                     hellos.pop(0)
                     self._agent_hello()
                 if now >= next_hb:
-                    if now >= next_digest:
-                        with self.lock:
+                    if (now >= next_digest or self._agent_dirty) and self.lock.acquire(timeout=0.02):
+                        # never wait on a long config load: a late heartbeat looks like a death
+                        try:
+                            self._agent_dirty = False
                             digest = config_digest(self.render_body())
+                        finally:
+                            self.lock.release()
                         next_digest = now + 1.0
                     pub.send(encode(self._agent_seq.make("heartbeat", digest=digest), secret))
                     next_hb = now + hb
@@ -182,6 +187,7 @@ class ClusterAgent:
         if entered or _NAVIGATION.match(line) or any(o.startswith("%") or o.startswith("Bad mask") for o in output):
             return
         cfg = self.render_body()
+        self._agent_dirty = True
         if _CLEAR_SECRET.search(line):      # never a secret in clear on the bus: the hashed config instead
             self.agent_send("config-snapshot", config=cfg, digest=config_digest(cfg))
             return
@@ -274,6 +280,7 @@ class ClusterAgent:
             self.apply_all()
             self.save_startup()
             cfg = self.render_body()
+            self._agent_dirty = True
         self._garp()
         self.syslog(f"%CLUSTER-5-CLONE: now a logical clone of {body.get('failed')}: role {body.get('role')}, "
                     f"{lines} line(s) applied, {len(errors)} rejected")

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CLONE_TIMEOUT_S = 10.0
 TRIGGER_RETRY_S = 1.0
 RECONCILE_S = 5.0
+RESYNC_AFTER_S = 1.5
 SELECTION_POLICIES = ("ordered", "least-failed")
 
 
@@ -96,6 +97,7 @@ class ClusterManager:
         self._workers: dict[int, threading.Thread] = {}
         self._last_order: dict[tuple[str, str], float] = {}
         self._resync_asked: dict[str, float] = {}
+        self._mismatch: dict[str, float] = {}
         self._last_reconcile = clock()
         self.alarms: dict[str, str] = {}       # role -> why it is unprotected
         self.stopped = threading.Event()
@@ -171,9 +173,16 @@ class ClusterManager:
         if el["state"] == "active" and el["role"]:
             r = self.store.roles()[el["role"]]
             d = msg.body.get("digest")
-            if d and r["digest"] and d != r["digest"] and self.clock() - self._resync_asked.get(name, 0) > 2.0:
-                self._resync_asked[name] = self.clock()
-                self.send(name, "resync", {"reason": "config digest differs from the archive"})
+            now = self.clock()
+            if d and r["digest"] and d != r["digest"]:
+                # A heartbeat can overtake the change it reflects (or trail it): only a mismatch
+                # that lasts means the archive missed something.
+                since = self._mismatch.setdefault(name, now)
+                if now - since > RESYNC_AFTER_S and now - self._resync_asked.get(name, 0) > RESYNC_AFTER_S:
+                    self._resync_asked[name] = now
+                    self.send(name, "resync", {"reason": "config digest differs from the archive"})
+            else:
+                self._mismatch.pop(name, None)
         self._liveness(name, el, msg)
 
     def _liveness(self, name: str, el: dict[str, Any], msg: Message) -> None:
@@ -313,7 +322,7 @@ class ClusterManager:
             if e is None:
                 continue
             seen = self.last_seen.get(p)
-            if seen is None or now - seen > max(self.plan.dead_s, 1.0):
+            if seen is None or now - seen > self.plan.dead_s:
                 continue
             if self.port_up.get((self.plan.access_switch, e.access_port)) is False or \
                     self.port_up.get((self.plan.network_switch, e.network_port)) is False:
@@ -388,8 +397,10 @@ class ClusterManager:
                                   "after detection", f.substitute, failover=fid, steps_ms=ms, role=f.role,
                           failed=f.failed, substitute=f.substitute, rules=changed)
                 with self.lock:
+                    # only an element heard since it failed can obey; a dead one gets the order
+                    # when it is heard from again (_liveness)
                     seen = self.last_seen.get(f.failed)
-                    if seen is not None and self.clock() - seen <= self.plan.dead_s:
+                    if seen is not None and seen > f.started:
                         self._order_reload(f.failed, f"failed over to {f.substitute}")
                 return
             else:
@@ -502,10 +513,10 @@ class ClusterManager:
                     if seen is None:
                         if now - self.started > self.plan.boot_grace_s:
                             self.fail(name, f"never heard from in {self.plan.boot_grace_s:.0f} s")
-                    elif now - seen > self.plan.dead_s and (self.last_rx - seen > self.plan.dead_s
+                    elif now - seen > self.plan.dead_s and (now - self.last_rx <= max(2 * self.plan.hb_ms / 1000, 0.25)
                                                             or now - seen > 3 * self.plan.dead_s):
-                        # Silent while the others were heard: dead. If nobody was heard, the manager
-                        # itself may have stalled (a loaded machine), so wait for more evidence.
+                        # Silent while the bus is flowing: dead. If nothing was heard lately, the
+                        # manager itself may have stalled (a loaded machine): wait for more evidence.
                         missed = int((now - seen) * 1000 / self.plan.hb_ms)
                         self.fail(name, f"missed {missed} heartbeats ({(now - seen) * 1000:.0f} ms silent)")
                 elif el["state"] == "spare" and seen is not None and now - seen > max(self.plan.dead_s * 3, 1.0):

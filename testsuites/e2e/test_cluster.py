@@ -67,6 +67,8 @@ def test_power_off_moves_the_role_to_a_spare_with_traffic_and_config(lab, health
         s.configure(["ip route 10.50.0.0 255.255.0.0 10.0.0.100", "interface eth1", " description customer c1"])
     wait_for(lambda: len([e for e in lab.device_events(MANAGER, "cluster-archive", t_cfg) if "change" in e["text"]]) >= 2,
              10, "the manager to archive the typed changes")
+    archive = show(lab, MANAGER, f"show cluster config {role}")
+    assert "partial accumulated configuration: 2 change(s)" in archive, archive
     before = running_config(lab, failed)
     macs = {i: mac_of(lab, failed, i) for i in ("eth1", "eth2")}
     with ProbeStream(lab.nodes, cust, SERVER[0], SERVER[1], interval_ms=5) as probe:

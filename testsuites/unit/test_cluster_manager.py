@@ -226,7 +226,11 @@ def test_failover_clones_onto_the_first_spare_and_rewrites_the_cross_connects(ri
     role = rig.store.roles()["ne1"]
     assert role["holder"] == "sp1" and role["initial"] == "hostname ne1\n!\nend\n" and role["digest"] == "x"
     assert rig.store.element("sp1")["state"] == "active" and rig.store.element("sp1")["role"] == "ne1"
-    # ne1 is still heard from (it only lost its links), so it is told to reload into the pool
+    # ne1 has not been heard from since it failed: no reload order yet (it could not obey)
+    assert rig.store.element("ne1")["state"] == "failed" and not rig.triggers("reload-default")
+    # heard again (it only lost its data links), it is told to reload into the pool
+    rig.advance(0.01)
+    rig.hear("ne1")
     assert rig.store.element("ne1")["state"] == "rebooting"
     (reload,) = rig.triggers("reload-default")
     assert reload[0] == "ne1" and reload[2]["url"] == f"{CONFIG_URL}/elements/ne1/default"

@@ -58,8 +58,13 @@ def test_commands_typed_on_the_active_reach_the_standby_in_its_syntax(lab, timin
     cfg = show(lab, standby, "show running-config interface eth2", "show running-config")
     assert " ip route-cache flow" in cfg.split("end")[0], cfg          # the sub-mode command, in context
     assert "call-home" not in cfg, "a don't-care command (15.2 only) was synced"
-    applied = lab.device_events(standby, "sync-applied", since=since)
-    assert applied and all(e["ok"] for e in applied), applied
+    # the standby applies a line, then records it: wait for the record of the last one typed
+    def records() -> list | None:
+        evs = lab.device_events(standby, "sync-applied", since=since)
+        return evs if any("ntp server 10.1.0.77" in e["line"] for e in evs) else None
+
+    applied = wait_for(records, 10, "the standby's sync-applied records")
+    assert all(e["ok"] for e in applied), applied
     lat = sorted((e["time"] - e["sent"]) * 1000 for e in applied)
     timings.record("line-by-line sync, active send to standby applied (max)", lat[-1], "ms", lines=len(lat))
     # and away again: the `no` form is transformed like the command

@@ -15,13 +15,12 @@ manager's logic.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from ..signing import Rejected, canon, seal, unseal
 
 EVENTS_PORT = 5560
 TRIGGER_PORT = 5561
@@ -33,12 +32,8 @@ EVENT_TYPES = ("hello", "heartbeat", "link-down", "link-up", "failing", "config-
 TRIGGER_TYPES = ("clone", "reload-default", "resync")
 
 
-class BusError(ValueError):
-    """A message the bus refuses; `reason` is one of malformed, bad-signature, unknown-type."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
+# A refused message: `reason` is one of malformed, bad-signature, unknown-type.
+BusError = Rejected
 
 
 @dataclass(frozen=True)
@@ -55,30 +50,18 @@ class Message:
                 "time": self.time, "body": self.body}
 
 
-def _canon(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+_canon = canon
 
 
 def encode(msg: Message, secret: bytes) -> bytes:
-    body = msg.to_body()
-    mac = hmac.new(secret, _canon(body), hashlib.sha256).hexdigest()
-    return json.dumps({"m": body, "h": mac}, separators=(",", ":")).encode()
+    return seal(msg.to_body(), secret)
 
 
 def decode(frame: bytes, secret: bytes, allowed: tuple[str, ...] = EVENT_TYPES) -> Message:
     """The message in a frame, or BusError saying what is wrong with it."""
     if len(frame) > MAX_FRAME:
         raise BusError("malformed", f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
-    try:
-        outer = json.loads(frame)
-    except (ValueError, RecursionError) as exc:      # (UnicodeDecodeError is a ValueError)
-        raise BusError("malformed", f"not JSON ({exc.__class__.__name__})") from None
-    if not isinstance(outer, dict) or not isinstance(outer.get("m"), dict) or not isinstance(outer.get("h"), str):
-        raise BusError("malformed", 'expected {"m": {...}, "h": "<hmac>"}')
-    body = outer["m"]
-    want = hmac.new(secret, _canon(body), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, outer["h"]):
-        raise BusError("bad-signature", "HMAC does not match the cluster's secret")
+    body = unseal(frame, secret, "the cluster's")
     fields = {"v": int, "type": str, "sender": str, "boot": (int, float), "seq": int, "time": (int, float),
               "body": dict}
     for name, typ in fields.items():

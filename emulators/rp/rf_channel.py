@@ -13,15 +13,14 @@ Liveness: both sides send a heartbeat every `hb_s`; a peer is down when its conn
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ..signing import Rejected, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +30,13 @@ HB_S = 0.1
 DEAD_S = 0.5
 
 
-def _canon(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
 def sign(body: dict[str, Any], secret: bytes) -> bytes:
-    mac = hmac.new(secret, _canon(body), hashlib.sha256).hexdigest()
-    return json.dumps({"m": body, "h": mac}, separators=(",", ":")).encode() + b"\n"
-
-
-class Rejected(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
+    return seal(body, secret) + b"\n"
 
 
 def verify(line: bytes, secret: bytes) -> dict[str, Any]:
     """The body of a signed line, or Rejected naming what is wrong with it."""
-    try:
-        frame = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected("malformed", f"not JSON ({exc.__class__.__name__})") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("m"), dict) or not isinstance(frame.get("h"), str):
-        raise Rejected("malformed", "expected {\"m\": {...}, \"h\": \"<hmac>\"}")
-    body = frame["m"]
-    want = hmac.new(secret, _canon(body), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, frame["h"]):
-        raise Rejected("bad-signature", "HMAC does not match the pair's secret")
+    body = unseal(line, secret, "the pair's")
     if not isinstance(body.get("type"), str) or not isinstance(body.get("seq"), int):
         raise Rejected("malformed", "body needs a string 'type' and an integer 'seq'")
     return body

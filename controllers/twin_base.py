@@ -296,6 +296,7 @@ class TwinBase(app_manager.OSKenApp):
         self._errors: dict[tuple[Any, int], list[str]] = {}
         self._switch_locks: dict[int, threading.RLock] = {}
         self._event_thread: threading.Thread | None = None
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
 
     def start(self) -> Any:
         result = super().start()
@@ -372,6 +373,13 @@ class TwinBase(app_manager.OSKenApp):
         with self._lock:
             return {no: p.ovs_name for no, p in self._ports.get(self.dpid_of(switch), {}).items()}
 
+    def cached_ports(self, switch: str) -> dict[str, PortInfo]:
+        """Short port name -> last known state (from port-status messages; nothing is asked now)."""
+        switch = self.resolve_switch(switch)
+        with self._lock:
+            infos = list(self._ports.get(self.dpid_of(switch), {}).values())
+        return {short_port_name(i.ovs_name, self.config.prefix, switch): i for i in infos}
+
     def port_no(self, switch: str, port: str | int, where: str = "port") -> int:
         """Port number for a short name, OVS name, number or reserved name (ApiError 400 if unknown)."""
         return resolve_port(port, self.port_table(switch), self.config.prefix, switch, where)
@@ -383,8 +391,22 @@ class TwinBase(app_manager.OSKenApp):
     # ----- extension points -------------------------------------------------------------------
 
     def publish_event(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Add an event to the /events stream (for other apps too)."""
-        return self.event_log.publish(type_, **fields)
+        """Add an event to the /events stream (for other apps too), and tell the subscribers."""
+        event = self.event_log.publish(type_, **fields)
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not stop the switch handling
+                LOG.exception("event subscriber %r failed on %s", callback, type_)
+        return event
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call `callback(event)` for every published event, on the publishing thread.
+
+        For other apps that react to port_status / switch_enter once TwinBase has updated its port
+        tables; the callback must only queue work (it runs on TwinBase's event thread).
+        """
+        self._subscribers.append(callback)
 
     def add_api_route(self, method: str, pattern: str, handler: RouteHandler) -> None:
         """Serve `method` on paths fully matching regex `pattern` from the northbound API.
@@ -594,6 +616,50 @@ class TwinBase(app_manager.OSKenApp):
             self.send_confirmed(switch, dp, [fm], "flow")
         LOG.info("switch %s: flow added: priority %d table %d match %s actions %s", switch, resolved.priority,
                  resolved.table_id, resolved.match, resolved.actions)
+
+    def apply_batch(self, switch: str, adds: list[Mapping[str, Any]], deletes: list[Mapping[str, Any]]) -> None:
+        """Install and strictly delete many flows with one barrier (for apps that program whole links).
+
+        `adds` are POST /flows bodies, `deletes` DELETE /flows bodies (matched strictly on table,
+        priority and match). Every body is validated and encoded before the first message is sent, so
+        a bad one sends nothing; adds go before deletes (make before break).
+        """
+        switch = self.resolve_switch(switch)
+        dp = self.require_datapath(switch)
+        resolver = self._resolver(switch)
+        ofp = dp.ofproto
+        msgs = []
+        for body in adds:
+            spec = flowspec.resolve_ports(flowspec.parse_add({**body, "switch": switch}), resolver)
+            msgs.append(flowspec.build_flow_mod(
+                dp, ofp.OFPFC_ADD, spec.match, spec.actions, priority=spec.priority, cookie=spec.cookie,
+                table_id=spec.table_id, idle_timeout=spec.idle_timeout, hard_timeout=spec.hard_timeout,
+                flags=spec.flags))
+        for body in deletes:
+            spec_d = flowspec.resolve_ports(flowspec.parse_delete({**body, "switch": switch, "strict": True}), resolver)
+            msgs.append(flowspec.build_flow_mod(dp, ofp.OFPFC_DELETE_STRICT, spec_d.match, priority=spec_d.priority,
+                                                table_id=spec_d.table_id))
+        if not msgs:
+            return
+        with self._switch_lock(dp.id):
+            self.send_confirmed(switch, dp, msgs, f"batch of {len(adds)} add(s) and {len(deletes)} delete(s)")
+        LOG.info("switch %s: batch applied: %d flow(s) added, %d deleted", switch, len(adds), len(deletes))
+
+    def raw_flows(self, switch: str, cookie: int = 0, cookie_mask: int = 0) -> list[dict[str, Any]]:
+        """Flow stats with os-ken objects (OFPMatch), for apps that compare what a switch holds."""
+        self._check_thread()
+        switch = self.resolve_switch(switch)
+        dp = self.require_datapath(switch)
+        query = {"cookie": cookie, "cookie_mask": cookie_mask, "table_id": dp.ofproto.OFPTT_ALL}
+        with self._switch_lock(dp.id):
+            return ofctl_v1_3.get_flow_stats(dp, self.waiters, query, to_user=False).get(dp.id, [])
+
+    def build_match(self, switch: str, match: Mapping[str, Any]) -> Any:
+        """The OFPMatch a flow body's match becomes on this switch (port names resolved)."""
+        switch = self.resolve_switch(switch)
+        spec = flowspec.resolve_ports(flowspec.parse_add({"switch": switch, "match": dict(match)}),
+                                      self._resolver(switch))
+        return ofctl_v1_3.to_match(flowspec.OFFLINE_DP, spec.match)
 
     def apply_delete(self, spec: FlowDelete) -> int | None:
         """Delete flows; never the table-miss unless asked by strict priority 0 with its empty match.

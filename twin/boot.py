@@ -116,6 +116,13 @@ class Lab(RunningLab):
         st.controller_log = str(st.dir / "controller.log")
         config = {"lab": spec.name, "prefix": prefix, "apps": spec.controller.apps,
                   "switches": {sw: {"dpid": i + 1, "bridge": bridge_name(prefix, sw)} for i, sw in enumerate(switches)}}
+        grid = None
+        if spec.has_grid():
+            from twin.lab.grid import VLINK_APP, controller_section, grid_of
+
+            grid = grid_of(spec)
+            config["apps"] = [*spec.controller.apps, *([] if VLINK_APP in spec.controller.apps else [VLINK_APP])]
+            config["vlinks"] = controller_section(spec, str(st.dir / "vlinks.db"))
         say("starting controller")
         self._controller_proc = start_controller(st.of_port, Path(st.api_socket), config, Path(st.controller_log))
         st.controller_pid = self._controller_proc.pid
@@ -182,7 +189,12 @@ class Lab(RunningLab):
                 names.append(nm)
             st.links.append(LinkState(a=str(a), b=str(b), root_ifnames=root, vlan=link.vlan))
             st.save()  # record root-namespace names before they exist, for crash cleanup
-            params = {"bw": link.bw} if link.bw else {}
+            params: dict[str, object] = {"bw": link.bw} if link.bw else {}
+            if grid is not None:  # grid members get stable MACs: the manager rewrites to them
+                for key, ep in (("addr1", a), ("addr2", b)):
+                    att = grid.attachment(str(ep))
+                    if att is not None and att.mac:
+                        params[key] = att.mac
             net.addLink(mn[a.node], mn[b.node], intfName1=names[0], intfName2=names[1], **params)
         if mgmt_sw is not None:
             for i, name in enumerate(spec.hosts()):
@@ -268,11 +280,29 @@ class Lab(RunningLab):
         say(f"waiting for {len(switches)} switches to connect")
         if switches:
             self.controller.wait_connected(switches, max(1.0, deadline - time.monotonic()))
+        if grid is not None:
+            say(f"waiting for {len(spec.vlinks)} virtual link(s) to be programmed")
+            self.wait_vlinks(max(1.0, deadline - time.monotonic()))
         if devices:
             say(f"waiting for {len(devices)} device CLIs")
             self.wait_devices(devices, max(1.0, deadline - time.monotonic()))
         st.phase = "ready"
         st.save()
+
+    def wait_vlinks(self, deadline_s: float) -> dict:
+        """Wait until the virtual link manager has programmed every grid switch and every link."""
+        from twin.polling import wait_for
+
+        last: dict = {}
+
+        def done() -> bool:
+            nonlocal last
+            last = self.controller.request("GET", "/vlinks")
+            return set(last["grid"]["switches"]) <= set(last["grid"]["synced"]) and \
+                all(link["programmed"] for link in last["links"])
+
+        wait_for(done, deadline_s, what="virtual links programmed on every grid switch", interval=0.05)
+        return last
 
     def _cluster_files(self, st: LabState) -> dict[str, tuple[str, str]]:
         """What each cluster's manager and elements know from the lab file (twin/lab/clusters.py)."""

@@ -47,7 +47,12 @@ class AddressPlan:
 def _segments(spec: LabSpec) -> list[Segment]:
     from twin.lab.clusters import cross_connect_segments
 
+    from twin.lab.grid import grid_segments
+
     xc_switches, xc_segments = cross_connect_segments(spec)
+    grid_sw, grid_segs = grid_segments(spec)
+    xc_switches = xc_switches | grid_sw
+    xc_segments = xc_segments + grid_segs
     switches = set(spec.switches())
     trunks: list[tuple[str, str, list[int] | None]] = []
     access: list[tuple[Port, str, int]] = []

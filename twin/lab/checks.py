@@ -52,6 +52,9 @@ def check_lab(spec: LabSpec) -> list[Problem]:
     from twin.lab.clusters import check_clusters  # noqa: PLC0415 - clusters imports this module's package
 
     problems += check_clusters(spec)
+    from twin.lab.grid import check_vlinks  # noqa: PLC0415 - same reason
+
+    problems += check_vlinks(spec)
 
     # links
     used: dict[tuple[str, str], str] = {}
@@ -114,6 +117,9 @@ def check_lab(spec: LabSpec) -> list[Problem]:
 
     # address clashes among explicit addresses
     seen_ip: dict[ipaddress.IPv4Address, str] = {}
+    from twin.lab.grid import shared_identity  # noqa: PLC0415
+
+    twins = shared_identity(spec)   # a resilient link's primary and standby may share an address
     for name, node in spec.nodes.items():
         for intf, ispec in node.interfaces.items():
             if ispec.ipv4 is None:
@@ -122,7 +128,7 @@ def check_lab(spec: LabSpec) -> list[Problem]:
             ip = ispec.ipv4.ip
             if ip in (ispec.ipv4.network.network_address, ispec.ipv4.network.broadcast_address) and ispec.ipv4.network.prefixlen < 31:
                 bad(path, f"{ispec.ipv4} is the network or broadcast address of its subnet")
-            if ip in seen_ip:
+            if ip in seen_ip and frozenset((seen_ip[ip], f"{name}:{intf}")) not in twins:
                 bad(path, f"address clash: {ip} is also given to {seen_ip[ip]}")
             else:
                 seen_ip[ip] = f"{name}:{intf}"

@@ -179,6 +179,21 @@ class GroupSpec(_Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
+class GridSpec(_Strict):
+    """The connectivity grid: the switches virtual links run over, and their VLAN block."""
+
+    switches: list[str] | None = Field(None, description="grid switches (default: every switch of the lab)")
+    vlan_block: tuple[int, int] = Field((3000, 3999), description="VLAN IDs given to links that name none")
+
+    @field_validator("vlan_block")
+    @classmethod
+    def _block(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not 1 <= lo <= hi <= 4094:
+            raise ValueError(f"expected [low, high] within 1-4094 with low <= high, got [{lo}, {hi}]")
+        return v
+
+
 class LabSpec(_Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     message: str | None = None
@@ -189,6 +204,9 @@ class LabSpec(_Strict):
     nodes: dict[str, NodeSpec] = Field(..., min_length=1)
     links: list[LinkSpec] = Field(default_factory=list)
     groups: dict[str, GroupSpec] = Field(default_factory=dict)
+    grid: GridSpec | None = None
+    vlinks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="virtual links "
+                                              "(controllers/vlink/model.py), created in this order at boot")
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -197,6 +215,9 @@ class LabSpec(_Strict):
         if isinstance(v, dict):
             return {k: ({} if n is None else n) for k, n in v.items()}
         return v
+
+    def has_grid(self) -> bool:
+        return self.grid is not None or bool(self.vlinks)
 
     def kind_of(self, node: str) -> str:
         return self.nodes[node].kind or self.defaults.kind

@@ -17,6 +17,7 @@ _ACTIVE: dict[str, object] = {}
 # one marker per system under test; it becomes the Allure epic
 SYSTEMS = {
     "cluster": "Cluster re-provisioning",
+    "vlinks": "Virtual connectivity grid",
     "ems": "Element-management servers",
     "aaa": "AAA failover",
     "flows": "Multi-stage flow routing",

@@ -269,11 +269,15 @@ def _output(port: str) -> dict[str, Any]:
     return {"type": "OUTPUT", "port": port}
 
 
-def build_actions(arrival: tuple[int, int | None] | None, outs: Iterable[Out]) -> list[dict[str, Any]]:
+def build_actions(arrival: tuple[int, int | None] | None, outs: Iterable[Out],
+                  in_port: str | None = None) -> list[dict[str, Any]]:
     """The action list delivering one frame to every `Out`, from a frame untagged (None) or tagged
     (vlan, pcp or None if unknown). Tagged outputs go first, then the tag is popped; destination MAC
-    rewrites come last, so every other copy leaves with the original addresses."""
-    outs = sorted(set(outs), key=lambda o: (o.vlan is None, o.vlan or 0, o.pcp, o.mac or "", o.port))
+    rewrites come last, so every other copy leaves with the original addresses. An output back to the
+    arrival port (a probe copy returning over the trunk it came in on) must say IN_PORT: OpenFlow
+    drops a plain output to the packet's own in_port."""
+    outs = sorted({Out("IN_PORT" if o.port == in_port else o.port, o.vlan, o.pcp, o.mac) for o in outs},
+                  key=lambda o: (o.vlan is None, o.vlan or 0, o.pcp, o.mac or "", o.port))
     acts: list[dict[str, Any]] = []
     cur: tuple[int, int | None] | None = arrival
     for o in outs:
@@ -437,7 +441,8 @@ def _forward(c: _Compiled, ctx: Context, sw: str, match: dict[str, Any], arrival
             continue     # no rewrite anywhere: one rule serves every destination
         if prio == PRIO_FWD and not outs:
             continue     # nothing to deliver: table 1's miss drops it
-        rules.append(_rule(sw, TABLE_FORWARD, prio, {**match, **m}, build_actions(arrival, outs), c.rec.cookie))
+        rules.append(_rule(sw, TABLE_FORWARD, prio, {**match, **m}, build_actions(arrival, outs, match["in_port"]),
+                           c.rec.cookie))
     return rules
 
 
@@ -448,10 +453,10 @@ def _forward_copy_transit(c: _Compiled, ctx: Context, sw: str, trunk: str) -> li
     multi = _copy_outputs(ctx, sw, c.rec.name, False, from_trunk=trunk)
     if not uni and not multi:
         return []
-    rules = [_rule(sw, TABLE_FORWARD, PRIO_FWD, m, build_actions(arrival, uni), c.rec.cookie)]
+    rules = [_rule(sw, TABLE_FORWARD, PRIO_FWD, m, build_actions(arrival, uni, trunk), c.rec.cookie)]
     if multi != uni:
         rules.append(_rule(sw, TABLE_FORWARD, PRIO_FWD_MCAST, {**m, "eth_dst": MCAST},
-                           build_actions(arrival, multi), c.rec.cookie))
+                           build_actions(arrival, multi, trunk), c.rec.cookie))
     return rules
 
 

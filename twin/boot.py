@@ -301,7 +301,15 @@ class Lab(RunningLab):
             return set(last["grid"]["switches"]) <= set(last["grid"]["synced"]) and \
                 all(link["programmed"] for link in last["links"])
 
-        wait_for(done, deadline_s, what="virtual links programmed on every grid switch", interval=0.05)
+        try:
+            wait_for(done, deadline_s, what="virtual links programmed on every grid switch", interval=0.05)
+        except AssertionError:
+            grid = last.get("grid", {})
+            missing = sorted(set(grid.get("switches", [])) - set(grid.get("synced", [])))
+            links = [link["name"] for link in last.get("links", []) if not link["programmed"]]
+            raise LabError(f"virtual links not programmed within {deadline_s:g} s: switches not synced: "
+                           f"{', '.join(missing) or 'none'}; links not programmed: {', '.join(links) or 'none'} "
+                           f"(see controller.log)") from None
         return last
 
     def _cluster_files(self, st: LabState) -> dict[str, tuple[str, str]]:

@@ -310,6 +310,10 @@ class Lab(RunningLab):
             raise LabError(f"virtual links not programmed within {deadline_s:g} s: switches not synced: "
                            f"{', '.join(missing) or 'none'}; links not programmed: {', '.join(links) or 'none'} "
                            f"(see controller.log)") from None
+        refused = [n for n in self.model.spec.vlinks if n not in {link["name"] for link in last["links"]}]
+        if refused:
+            raise LabError(f"the controller refused virtual link(s) {', '.join(refused)} of the lab file; "
+                           f"controller.log says why")
         return last
 
     def _cluster_files(self, st: LabState) -> dict[str, tuple[str, str]]:

@@ -257,8 +257,10 @@ class VLinkManager(app_manager.OSKenApp):
                 t0 = time.time()
                 counts = self.reprogram([name])
                 took = (time.time() - t0) * 1000
-                detail = f"{old} -> {new} after {event['switch']}:{event['port']} went " \
-                         f"{'up' if event.get('link_up') else 'down'}; {sum(counts.values())} rule change(s) in {took:.1f} ms"
+                # the port cache is newer than this event when the switch sent several at once
+                now_up = self._port_up(owner.endpoint)
+                detail = f"{old} -> {new} after {event['switch']}:{event['port']} ({owner.endpoint}) went " \
+                         f"{'up' if now_up else 'down'}; {sum(counts.values())} rule change(s) in {took:.1f} ms"
                 LOG.warning("resilient link %s: cutover %s", name, detail)
                 self.store.log(name, "cutover", detail)
                 record = {"link": name, "from": old, "to": new, "time": round(t0, 6),

@@ -26,6 +26,9 @@ cluster_app = typer.Typer(no_args_is_help=True, help="The cluster manager of a r
 app.add_typer(cluster_app, name="cluster")
 pool_app = typer.Typer(no_args_is_help=True, help="Reserve spares (claims 8, 13).")
 cluster_app.add_typer(pool_app, name="pool")
+vlink_app = typer.Typer(no_args_is_help=True, help="Virtual links on a running lab's connectivity grid "
+                                                   "(docs/vlinks.md): list, show, create, delete.")
+app.add_typer(vlink_app, name="vlink")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -339,6 +342,117 @@ def cluster_pool_remove(element: str, lab: Optional[str] = LabOpt, manager: Opti
 def cluster_pool_list(lab: Optional[str] = LabOpt, manager: Optional[str] = ManagerOpt) -> None:
     """The spares in selection order."""
     _cluster(lab, manager, "show cluster pool")
+
+
+def _vlink(lab: Optional[str], fn, *args):
+    """Run a vlinkctl call against the lab's controller; refusals exit 2, an unreachable controller 1."""
+    from twin import vlinkctl
+
+    rl = _attach(lab)
+    try:
+        return fn(rl.controller, *args)
+    except vlinkctl.VLinkError as exc:
+        _fail(str(exc), 2 if exc.status is not None and 400 <= exc.status < 500 else 1)
+
+
+@vlink_app.command("list")
+def vlink_list(lab: Optional[str] = LabOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every virtual link: type, VLAN, members and their roles, the switches it spans, programmed?"""
+    from twin import vlinkctl
+
+    data = _vlink(lab, vlinkctl.list_links)
+    if as_json:
+        out.print_json(json.dumps(data))
+    elif not data["links"]:
+        out.print(f"no virtual links (grid: {', '.join(data['grid']['switches']) or 'no switches'})")
+    else:
+        out.print(vlinkctl.list_table(data))
+
+
+@vlink_app.command("show")
+def vlink_show(name: str = typer.Argument(..., help="link name"), lab: Optional[str] = LabOpt,
+               as_json: bool = typer.Option(False, "--json", help="everything, the installed rules included")) -> None:
+    """One link: members (switch:port, up/down, role, the active one), learned MACs, rules per switch, history."""
+    from twin import vlinkctl
+
+    d = _vlink(lab, vlinkctl.show, name)
+    if as_json:
+        out.print_json(json.dumps(d))
+        return
+    lines = vlinkctl.show_lines(d)
+    for line in lines[:2]:
+        out.print(line, markup=False)
+    out.print(vlinkctl.member_table(d))
+    for line in lines[2:]:
+        out.print(line, markup=False)
+
+
+@vlink_app.command("create")
+def vlink_create(
+        name: Optional[str] = typer.Argument(None, help="link name (with --file: the one link to take from it)"),
+        link_type: Optional[str] = typer.Option(None, "--type", help="cable, switch, hub, p2mp, resilient, clustered, "
+                                                                       "replicated, probe or external"),
+        member: list[str] = typer.Option([], "--member", help="node:interface[=role], repeated; roles: cable a|b, "
+                                                              "p2mp root|leaf, resilient root|primary|standby, "
+                                                              "clustered root|member"),
+        vlan: Optional[int] = typer.Option(None, "--vlan", help="VLAN ID (default: the next free one of the block)"),
+        promiscuous: list[str] = typer.Option([], "--promiscuous", help="hub: this member also receives unicast "
+                                                                        "for the others"),
+        hub_mode: bool = typer.Option(False, "--hub-mode", help="p2mp: every frame from the root reaches every leaf"),
+        non_revertive: bool = typer.Option(False, "--non-revertive", help="resilient: stay on the standby once "
+                                                                          "the primary is back"),
+        tap: Optional[str] = typer.Option(None, "--tap", help="replicated: the link to tap"),
+        source: Optional[str] = typer.Option(None, "--source", help="replicated: the tapped member whose frames "
+                                                                    "are copied"),
+        probe_link: list[str] = typer.Option([], "--probe-link", help="probe: copy every frame of this link"),
+        probe_interface: list[str] = typer.Option([], "--probe-interface", help="probe: copy what this member "
+                                                                                "interface sends and receives"),
+        external: Optional[str] = typer.Option(None, "--external", help="external: the grid port (switch:port) "
+                                                                        "facing the external network"),
+        tagged: bool = typer.Option(False, "--tagged", help="external: the port carries the link's VLAN tag"),
+        description: Optional[str] = typer.Option(None, "--description"),
+        file: Optional[Path] = typer.Option(None, "--file", "-f", help="YAML or JSON: one link spec, or a mapping "
+                                                                       "of link name to spec"),
+        lab: Optional[str] = LabOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Create a link from options (twin vlink create c9 --type cable --member h1:eth1 --member h2:eth1) or a file."""
+    from twin import vlinkctl
+
+    try:
+        if file is not None:
+            given = [opt for opt, v in (("--type", link_type), ("--member", member), ("--vlan", vlan),
+                                        ("--promiscuous", promiscuous), ("--hub-mode", hub_mode),
+                                        ("--non-revertive", non_revertive), ("--tap", tap), ("--source", source),
+                                        ("--probe-link", probe_link), ("--probe-interface", probe_interface),
+                                        ("--external", external), ("--tagged", tagged),
+                                        ("--description", description)) if v not in (None, False, [])]
+            if given:
+                _fail(f"--file holds the whole link; drop {', '.join(given)}", 2)
+            specs = vlinkctl.specs_from_file(file, name)
+        else:
+            if name is None or link_type is None:
+                _fail("give NAME and --type (and --member ...), or --file", 2)
+            specs = [vlinkctl.spec_from_options(
+                name, link_type, member, vlan=vlan, promiscuous=promiscuous, hub_mode=hub_mode,
+                revertive=False if non_revertive else None, tap=tap, source=source, probe_links=probe_link,
+                probe_interfaces=probe_interface, external=external, tagged=tagged, description=description)]
+    except vlinkctl.VLinkInputError as exc:
+        _fail(str(exc), 2)
+    done = _vlink(lab, vlinkctl.create, specs)
+    if as_json:
+        out.print_json(json.dumps(done if len(done) > 1 else done[0]))
+        return
+    for d in done:
+        out.print(f"link {d['name']} created: {d['type']}, VLAN {d['vlan']}, {vlinkctl.members_text(d)}; "
+                  f"switches {' '.join(d['switches']) or '-'}", markup=False)
+
+
+@vlink_app.command("delete")
+def vlink_delete(name: str = typer.Argument(..., help="link name"), lab: Optional[str] = LabOpt) -> None:
+    """Delete a link and its rules (refused while a replicated link or probe copies it)."""
+    from twin import vlinkctl
+
+    _vlink(lab, vlinkctl.delete, name)
+    out.print(f"link {name} deleted", markup=False)
 
 
 def _interactive(node: str, transport: str, lab: Optional[str], user: Optional[str]) -> None:

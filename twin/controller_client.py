@@ -164,6 +164,32 @@ class ControllerClient:
         query = urlencode({"since": since, "timeout": timeout})
         return self.request("GET", f"/events?{query}", timeout=max(self.timeout, timeout + 10))
 
+    # ----- virtual links (controllers/vlink_manager.py; only in labs with a grid) ---------------
+
+    def vlinks(self) -> dict[str, Any]:
+        """{"links": [summary: name, type, vlan, members, switches, programmed, ...], "grid": {...}}"""
+        return self.request("GET", "/vlinks")
+
+    def vlink(self, name: str) -> dict[str, Any]:
+        """One link's details: spec, members (switch, port, up), learned MACs, rules per switch, history."""
+        return self.request("GET", f"/vlinks/{quote(name, safe='')}")
+
+    def create_vlink(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a link from a spec as in controllers/vlink/model.py; returns its summary once programmed.
+
+        Refusals name the field: 400 (the link is wrong in itself), 404 (it refers to something that
+        does not exist), 409 (it clashes with another link).
+        """
+        return self.request("POST", "/vlinks", dict(spec))
+
+    def delete_vlink(self, name: str) -> dict[str, Any]:
+        """Delete a link and its rules: {"ok": true, "deleted": name}; 409 while another link copies it.
+
+        Sends an empty JSON object as the body, which every version of the API accepts (earlier
+        ones read a body on every DELETE route).
+        """
+        return self.request("DELETE", f"/vlinks/{quote(name, safe='')}", {})
+
     # ----- waiting ------------------------------------------------------------------------------
 
     def wait_connected(self, switches: list[str], deadline_s: float) -> None:

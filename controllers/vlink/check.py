@@ -36,6 +36,12 @@ def check_link(spec: VLinkSpec, grid: Grid, links: Mapping[str, LinkRecord], poo
         bad(409, "name", f"a link named {spec.name} already exists ({links[spec.name].spec.type}, "
                          f"VLAN {links[spec.name].vlan})")
     owners = {ep: rec.name for rec in links.values() for ep in rec.spec.endpoints() if rec.name != spec.name}
+    behind_ext: dict[str, str] = {}   # what is wired behind an external port belongs to that link too
+    for rec in links.values():
+        ext = rec.spec.external
+        behind = grid.port_owner(*ext.port.split(":", 1)) if ext is not None else None
+        if behind is not None and rec.name != spec.name:
+            behind_ext.setdefault(behind.endpoint, rec.name)
     switches: list[str] = []
     for i, m in enumerate(spec.members):
         node = m.node
@@ -51,6 +57,9 @@ def check_link(spec: VLinkSpec, grid: Grid, links: Mapping[str, LinkRecord], poo
             if m.endpoint in owners:
                 bad(409, f"members[{i}]", f"{m.endpoint} already belongs to link {owners[m.endpoint]}; "
                                           "a node interface carries one virtual link")
+            elif m.endpoint in behind_ext:
+                bad(409, f"members[{i}]", f"{m.endpoint} is behind the external port of link "
+                                          f"{behind_ext[m.endpoint]}; a node interface carries one virtual link")
     if spec.external is not None:
         sw, _, port = spec.external.port.partition(":")
         owner = grid.port_owner(sw, port)

@@ -139,7 +139,7 @@ def ports_of(rec: LinkRecord, grid: Grid) -> list[Port]:
         out.append(Port(i, m.endpoint, att.switch, att.port, spec.role_of(i), promiscuous=m.promiscuous))
     if spec.type == "external" and spec.external is not None:
         sw, port = spec.external.port.split(":", 1)
-        out.append(Port(len(out), f"external {spec.external.port}", sw, port, "external",
+        out.append(Port(len(out), external_endpoint(spec), sw, port, "external",
                         tagged=spec.external.tagged))
     return out
 
@@ -213,6 +213,8 @@ def copy_sources(rec: LinkRecord, ctx: Context) -> tuple[dict[str, list[str]], d
     sent: dict[str, list[str]] = {}
     delivered: dict[str, list[str]] = {}
     members = rec.spec.endpoints()
+    if rec.spec.external is not None:      # a link probe also sees what enters at the external port
+        members = [*members, external_endpoint(rec.spec)]
     for other in ctx.links.values():
         s = other.spec
         if s.type == "replicated" and s.tap == rec.name:
@@ -230,6 +232,18 @@ def copy_sources(rec: LinkRecord, ctx: Context) -> tuple[dict[str, list[str]], d
             {k: list(dict.fromkeys(v)) for k, v in delivered.items()})
 
 
+def external_endpoint(spec: VLinkSpec) -> str:
+    """The name an external link's external port goes by among its ports."""
+    return f"external {spec.external.port}" if spec.external is not None else ""
+
+
+def switch_of(endpoint: str, grid: Grid) -> str | None:
+    if endpoint.startswith("external "):
+        return endpoint.split(" ", 1)[1].split(":", 1)[0]
+    att = grid.attachments.get(endpoint)
+    return att.switch if att else None
+
+
 def default_source(spec: VLinkSpec) -> str:
     roots = spec.with_role("root") or spec.with_role("a")
     return (roots[0] if roots else spec.members[0]).endpoint
@@ -243,8 +257,9 @@ def copy_origins(copy: LinkRecord, ctx: Context) -> set[str]:
             continue
         sent, delivered = copy_sources(rec, ctx)
         for ep, names in (*sent.items(), *delivered.items()):
-            if copy.name in names and ep in ctx.grid.attachments:
-                out.add(ctx.grid.attachments[ep].switch)
+            sw = switch_of(ep, ctx.grid)
+            if copy.name in names and sw is not None:
+                out.add(sw)
     return out
 
 

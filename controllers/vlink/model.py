@@ -140,13 +140,6 @@ class VLinkSpec(_Strict):
                 out.append(item)
         return out
 
-    @model_validator(mode="after")
-    def _roles(self) -> VLinkSpec:
-        problems = role_problems(self)
-        if problems:
-            raise ValueError("; ".join(f"{path}: {msg}" if path else msg for path, msg in problems))
-        return self
-
     # ----- derived ---------------------------------------------------------------------------
 
     def role_of(self, index: int) -> str:
@@ -217,25 +210,36 @@ def role_problems(spec: VLinkSpec) -> list[tuple[str, str]]:
     return out
 
 
+class LinkSpecError(ValueError):
+    """A link spec that is wrong; `problems` holds (field path, message) pairs, one per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
 def parse_link(data: Any, name: str | None = None) -> VLinkSpec:
-    """A VLinkSpec from a dict (lab file entry or API body); ValueError names the fields."""
+    """A VLinkSpec from a dict (lab file entry or API body); LinkSpecError names the fields."""
     if not isinstance(data, dict):
-        raise ValueError(f"expected an object with type and members, got {type(data).__name__}")
+        raise LinkSpecError([("", f"expected an object with type and members, got {type(data).__name__}")])
     body = dict(data)
     if name is not None:
         if "name" in body and body["name"] != name:
-            raise ValueError(f"name: {body['name']!r} differs from the key {name!r}")
+            raise LinkSpecError([("name", f"{body['name']!r} differs from the key {name!r}")])
         body["name"] = name
     try:
-        return VLinkSpec.model_validate(body)
+        spec = VLinkSpec.model_validate(body)
     except ValidationError as exc:
-        raise ValueError(format_errors(exc)) from None
+        raise LinkSpecError(error_list(exc)) from None
+    problems = role_problems(spec)
+    if problems:
+        raise LinkSpecError(problems)
+    return spec
 
 
-def format_errors(exc: ValidationError) -> str:
-    parts = []
+def error_list(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
     for err in exc.errors():
         loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+        out.append((loc, err["msg"].removeprefix("Value error, ")))
+    return out

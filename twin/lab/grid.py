@@ -13,7 +13,7 @@ from typing import Any
 from controllers.vlink.check import check_link
 from controllers.vlink.compiler import LinkRecord
 from controllers.vlink.grid import Attachment, Grid, Trunk
-from controllers.vlink.model import parse_link
+from controllers.vlink.model import LinkSpecError, parse_link
 from controllers.vlink.vlans import VlanPool
 from twin.errors import Problem
 from twin.lab.schema import LabSpec
@@ -92,9 +92,8 @@ def check_vlinks(spec: LabSpec) -> list[Problem]:
         path = f"vlinks.{name}"
         try:
             link = parse_link(body, name)
-        except ValueError as exc:
-            problems += [Problem(f"{path}.{part.split(': ', 1)[0]}" if ": " in part else path,
-                                 part.split(": ", 1)[-1]) for part in str(exc).split("; ")]
+        except LinkSpecError as exc:
+            problems += [Problem(f"{path}.{where}" if where else path, msg) for where, msg in exc.problems]
             continue
         found = check_link(link, grid, links, pool, nodes)
         for p in found:

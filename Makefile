@@ -30,6 +30,7 @@ bench: install
 	@$(PY) bench/ems_election.py
 	@$(PY) bench/configsync.py
 	@$(PY) bench/cluster_failover.py
+	@$(PY) bench/vlinks.py
 
 report: install
 	@bash scripts/render-report.sh

@@ -19,3 +19,11 @@ def with_path(found: list[str], path: str) -> list[str]:
     assert hits, f"no problem at {path}: {found}"
     assert all(p.startswith("lab.yaml:") for p in hits), hits
     return hits
+
+
+def lab_variant(text: str, *edits: tuple[str, str]) -> str:
+    """A shipped lab file with each (old, new) edit applied; each old text must occur exactly once."""
+    for old, new in edits:
+        assert text.count(old) == 1, f"edit target not found once: {old!r}"
+        text = text.replace(old, new)
+    return text

@@ -13,7 +13,7 @@ import yaml
 from emulators.cluster.plan import AgentPlan, ClusterPlan
 from twin.lab import load_lab, parse_lab
 from twin.lab.clusters import check_clusters, cluster_files, cross_connect_segments, resolve
-from lab_problems import problems, with_path
+from lab_problems import lab_variant, problems, with_path
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,11 +21,7 @@ LAB = (ROOT / "labs" / "cluster.yaml").read_text()
 
 
 def variant(*edits: tuple[str, str]) -> str:
-    text = LAB
-    for old, new in edits:
-        assert text.count(old) == 1, f"edit target not found once: {old!r}"
-        text = text.replace(old, new)
-    return text
+    return lab_variant(LAB, *edits)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from twin.lab import load_lab, parse_lab
 from twin.lab.grid import (check_vlinks, controller_section, endpoint_mac, grid_of, pool_of, reserved_vlans,
                            shared_identity)
-from lab_problems import problems, with_path
+from lab_problems import lab_variant, problems, with_path
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,11 +18,7 @@ LAB = (ROOT / "labs" / "vlinks.yaml").read_text()
 
 
 def variant(*edits: tuple[str, str]) -> str:
-    text = LAB
-    for old, new in edits:
-        assert text.count(old) == 1, f"edit target not found once: {old!r}"
-        text = text.replace(old, new)
-    return text
+    return lab_variant(LAB, *edits)
 
 
 def add_vlinks(*lines: str) -> str:

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from results_out import publish  # noqa: E402
+from trials import TrialFailed, require_result, stop_stream  # noqa: E402
 
 from twin.boot import Lab  # noqa: E402
 from twin.polling import wait_for  # noqa: E402
@@ -53,10 +54,6 @@ READY_TIMEOUT_S = 60.0
 TARGET_P50_MS = 300.0
 BASELINE_NAME = "cluster-vrrp"
 BASELINE_VARS = {"heartbeat_ms": 1000, "dead_intervals": 3, "detection": ["heartbeats"]}
-
-
-class TrialFailed(RuntimeError):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,13 +199,8 @@ def trial(lab: Lab, n: int, interval_ms: float, hb_limit_ms: float, tag: str) ->
         rec["pool_after"] = list(st["pool"])
         rec["holder_after"] = st["roles"][ROLE]["holder"]
     finally:
-        try:
-            res = stream.stop()
-        except Exception as exc:
-            res = None
-            rec.setdefault("probe_error", f"{exc.__class__.__name__}: {exc}")
-    if res is None:
-        raise TrialFailed(f"probe stream failed: {rec.get('probe_error')}")
+        res = stop_stream(stream, rec)
+    res = require_result(res, rec)
     o = res.outage_after(t0)
     if o is None:
         raise TrialFailed(f"no outage seen after the fault at {t0:.3f} (probe: {res})")

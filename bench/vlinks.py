@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from results_out import publish  # noqa: E402
+from trials import TrialFailed, require_result, stop_stream  # noqa: E402
 
 from twin.boot import Lab  # noqa: E402
 from twin.polling import wait_for  # noqa: E402
@@ -60,10 +61,6 @@ EVENT_TIMEOUT_S = 10.0
 BOOT_TIMEOUT_S = 120.0
 TARGET_CUTOVER_P50_MS = 100.0
 TARGET_RATIO = 0.90
-
-
-class TrialFailed(RuntimeError):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,13 +256,8 @@ def cutover_trial(lab: Lab, n: int, interval_ms: float) -> dict[str, Any]:
                    cutover_at_ms=round((cut["time"] - t0) * 1000, 1),
                    revert_at_ms=round((back["time"] - t_up) * 1000, 1))
     finally:
-        try:
-            res = stream.stop()
-        except Exception as exc:
-            res = None
-            rec.setdefault("probe_error", f"{exc.__class__.__name__}: {exc}")
-    if res is None:
-        raise TrialFailed(f"probe stream failed: {rec.get('probe_error')}")
+        res = stop_stream(stream, rec)
+    res = require_result(res, rec)
     o = res.outage_after(t0)
     if o is None or not o.recovered or o.start_wall > t_up:
         raise TrialFailed(f"no recovered outage between the fault at {t0:.3f} and the repair (probe: {res})")

@@ -149,7 +149,9 @@ class VLinkManager(app_manager.OSKenApp):
     def sync_switch(self, switch: str) -> None:
         """Reconcile a (re)connected switch with the store: re-add every rule, delete ours it should not have."""
         with self.mutex:
-            self._refresh_active()
+            # a resilient link's choice can change here (its member ports came up with this switch);
+            # the switches synced before must follow it, not keep rules for the old choice
+            changed = [name for name, _old, _new in self._refresh_active()]
             want = self.wanted(self.context()).get(switch, {})
             stale = []
             try:
@@ -166,6 +168,9 @@ class VLinkManager(app_manager.OSKenApp):
                 self.installed.pop(switch, None)
                 LOG.error("switch %s: could not program the virtual links: %s", switch, exc.message)
                 return
+            finally:
+                if changed:
+                    self.reprogram(changed)
             LOG.info("switch %s: virtual links programmed (%d rules, %d stale removed)", switch, len(want), len(stale))
             self.twin.publish_event("vlinks_synced", switch=switch, rules=len(want), stale=len(stale))
 

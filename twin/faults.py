@@ -63,13 +63,14 @@ class Faults:
     def _set_link(self, a: str, b: str | None, up: bool) -> tuple[str, float]:
         link = self.lab.find_link(a, b)
         word = "up" if up else "down"
-        t = None
+        # Stamped before the first command: on a loaded machine `ip link` can return after the
+        # controller and the devices have already reacted, and their events must not predate the fault.
+        t = time.time()
         for end in (link.a, link.b):
             node, intf = end.split(":", 1)
             st = self.lab.state.nodes.get(node)
             if intf not in link.root_ifnames and st is not None and st.pid:  # in a node's namespace
                 self.lab.nodes.run(node, ["ip", "link", "set", "dev", intf, word], timeout=10, check=True)
-            t = t or time.time()
         for name in link.root_ifnames:
             subprocess.run(["ip", "link", "set", "dev", name, word], check=True, capture_output=True, timeout=10)
         self.lab.reload()
@@ -77,7 +78,7 @@ class Faults:
             if (l.a, l.b) == (link.a, link.b):
                 l.state = word
         self.lab.state.save()
-        return f"{link.a}--{link.b}", t or time.time()
+        return f"{link.a}--{link.b}", t
 
     def link_down(self, a: str, b: str | None = None) -> Fault:
         """Take a link down at both ends (carrier lost on both sides, as a pulled cable)."""

@@ -12,7 +12,9 @@ from .device import BaseDevice
 _KINDS: dict[str, type[BaseDevice]] = {}
 _BUILTIN = {"router": "emulators.router:Router", "aaa": "emulators.aaa.server:AaaServer",
             "ems": "emulators.ems.server:EmsServer", "rp": "emulators.rp.unit:RpUnit",
-            "cluster-manager": "emulators.cluster.manager_device:ClusterManagerDevice"}
+            "cluster-manager": "emulators.cluster.manager_device:ClusterManagerDevice",
+            "inode": "emulators.flows.devices:InodeDevice", "anode": "emulators.flows.devices:AnodeDevice",
+            "mnode": "emulators.flows.devices:MnodeDevice"}
 
 
 def register(kind: str, cls: type[BaseDevice]) -> None:

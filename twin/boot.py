@@ -177,6 +177,8 @@ class Lab(RunningLab):
 
         # 3. links (veth pairs, TX checksum offload off on both ends: TCULink)
         say(f"wiring {len(spec.links)} links")
+        # grid links carry jumbo frames when asked (flow descriptors ride behind full-size packets)
+        jumbo = spec.grid.mtu if grid is not None and spec.grid is not None and spec.grid.mtu != 1500 else 0
         for link in spec.links:
             a, b = link.endpoints
             names, root = [], []
@@ -195,7 +197,12 @@ class Lab(RunningLab):
                     att = grid.attachment(str(ep))
                     if att is not None and att.mac:
                         params[key] = att.mac
-            net.addLink(mn[a.node], mn[b.node], intfName1=names[0], intfName2=names[1], **params)
+            mn_link = net.addLink(mn[a.node], mn[b.node], intfName1=names[0], intfName2=names[1], **params)
+            if jumbo and any(ep.node in grid.switches for ep in (a, b)):
+                for intf in (mn_link.intf1, mn_link.intf2):
+                    out = intf.cmd(f"ip link set {intf.name} mtu {jumbo} || echo FAILED")
+                    if "FAILED" in out:
+                        raise LabError(f"could not set MTU {jumbo} on {intf.name} ({a} - {b}): {out.strip()}")
         if mgmt_sw is not None:
             for i, name in enumerate(spec.hosts()):
                 pname = mgmt_port_name(prefix, i)
@@ -268,6 +275,8 @@ class Lab(RunningLab):
                     port_opts += ["--", "set", "port", pname, f"tag={link.vlan}"]
                 if link.trunk:
                     port_opts += ["--", "set", "port", pname, "trunks=" + ",".join(map(str, link.trunk))]
+                if jumbo and ep.node in grid.switches:
+                    port_opts += ["--", "set", "interface", pname, f"mtu_request={jumbo}"]
         for br in [bridge_name(prefix, sw) for sw in switches] + ([mgmt_sw.name] if mgmt_sw else []):
             port_opts += ["--", "set", "bridge", br, f"external-ids:twin-lab={prefix}"]
         subprocess.run(["ovs-vsctl", "--timeout=20", *port_opts], check=True, capture_output=True, timeout=30)
@@ -325,6 +334,15 @@ class Lab(RunningLab):
             self._cluster_cache = cluster_files(self.model.spec, mgmt, st.prefix, st.api_socket or "")
         return self._cluster_cache
 
+    def _flow_files(self, st: LabState) -> dict[str, tuple[str, str]]:
+        """What each flow node and the MNODE know from the lab file (twin/lab/flows.py)."""
+        from twin.lab.flows import flow_files
+
+        if getattr(self, "_flow_cache", None) is None:
+            mgmt = {n: str(a.ip) for n, a in self.model.plan.mgmt.items()}
+            self._flow_cache = flow_files(self.model.spec, mgmt, st.prefix)
+        return self._flow_cache
+
     def _prepare_device(self, st: LabState, name: str) -> None:
         """Record how to run a node's emulator, so any process can restart it from the state file."""
         from twin.devconfig import initial_config, redundancy_hardware
@@ -337,9 +355,10 @@ class Lab(RunningLab):
         hw = redundancy_hardware(self.model, name, st.prefix)
         if hw is not None:
             (ddir / "redundancy.json").write_text(json.dumps(hw, indent=1))
-        cluster = self._cluster_files(st).get(name)
-        if cluster is not None:
-            (ddir / cluster[0]).write_text(cluster[1])
+        for files in (self._cluster_files(st), self._flow_files(st)):
+            found = files.get(name)
+            if found is not None:
+                (ddir / found[0]).write_text(found[1])
         ns = st.nodes[name]
         ns.username = node.username or spec.defaults.username
         ns.password = node.password or spec.defaults.password

@@ -55,6 +55,9 @@ def check_lab(spec: LabSpec) -> list[Problem]:
     from twin.lab.grid import check_vlinks  # noqa: PLC0415 - same reason
 
     problems += check_vlinks(spec)
+    from twin.lab.flows import check_flows  # noqa: PLC0415 - same reason
+
+    problems += check_flows(spec)
 
     # links
     used: dict[tuple[str, str], str] = {}

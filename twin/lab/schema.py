@@ -46,6 +46,12 @@ KINDS: dict[str, KindInfo] = {
     "cluster-manager": KindInfo("cluster-manager", emulated=True, description="cluster manager: replaces a failed "
                                 "element with a spare from the pool and rewrites both switches' cross-connects "
                                 "(IOS-like CLI)"),
+    "inode": KindInfo("inode", emulated=True, description="ingress/egress node of a multi-stage network: classifies "
+                      "flows, assigns flow paths and routes, adds and strips flow descriptors (IOS-like CLI)"),
+    "anode": KindInfo("anode", emulated=True, description="application node of a flow cluster: a packet filter, "
+                      "counter, DSCP marker or recorder on real packets, hop-by-hop flow routing (IOS-like CLI)"),
+    "mnode": KindInfo("mnode", emulated=True, description="management node of a multi-stage network: cluster, node "
+                      "and topology IDs, failure detection, topology updates, statistics (IOS-like CLI)"),
 }
 
 
@@ -184,6 +190,8 @@ class GridSpec(_Strict):
 
     switches: list[str] | None = Field(None, description="grid switches (default: every switch of the lab)")
     vlan_block: tuple[int, int] = Field((3000, 3999), description="VLAN IDs given to links that name none")
+    mtu: int = Field(1500, ge=1280, le=9000, description="MTU of every grid link (nodes, switch ports, trunks); "
+                     "above 1500 the grid carries jumbo frames, which flow descriptors need")
 
     @field_validator("vlan_block")
     @classmethod
@@ -191,6 +199,62 @@ class GridSpec(_Strict):
         lo, hi = v
         if not 1 <= lo <= hi <= 4094:
             raise ValueError(f"expected [low, high] within 1-4094 with low <= high, got [{lo}, {hi}]")
+        return v
+
+
+FLOW_FUNCTIONS = ("counter", "filter", "marker", "recorder")
+FLOW_STRATEGIES = ("discard", "redirect", "backup")
+FLOW_BALANCES = ("rr", "wrr", "least-flows", "load", "hash")
+
+
+class FlowClusterSpec(_Strict):
+    """A cluster of functionally equivalent flow nodes ([0051]); INODE clusters end flow paths."""
+
+    members: list[str] = Field(..., min_length=1)
+    function: Literal["counter", "filter", "marker", "recorder"] = "counter"
+    strategy: Literal["discard", "redirect", "backup"] = Field("redirect", description="what happens to a failed "
+                                                               "node's flows ([0085])")
+    balance: Literal["rr", "wrr", "least-flows", "load", "hash"] = "rr"
+    weights: dict[str, int] = Field(default_factory=dict, description="node -> weight (wrr, hash)")
+    deny: list[str] = Field(default_factory=list, description="filter rules: 'udp dport 9', 'tcp', "
+                            "'icmp', 'src 10.5.0.0/24'")
+    dscp: int = Field(0, ge=0, le=63, description="marker: the DSCP written into every packet")
+
+
+class FlowPolicySpec(_Strict):
+    """Operator policy: flows matching src/dst/protocol/port/application take `path` ([0060])."""
+
+    path: str
+    src: ipaddress.IPv4Network | None = None
+    dst: ipaddress.IPv4Network | None = None
+    proto: Literal["tcp", "udp", "icmp"] | None = None
+    dport: int | None = Field(None, ge=1, le=65535)
+    app: str | None = Field(None, description="flow type name: HTTP, DNS, FTP, SSH, IPERF, ...")
+    replicate: str | None = Field(None, description="a second path a clone of the flow takes ([0084]); it must "
+                                  "end at a recorder cluster, which the egress INODE also copies the original to")
+
+
+class FlowsSpec(_Strict):
+    """Multi-stage flow routing over the grid (seed 003 [0056]-[0085])."""
+
+    manager: str = Field(..., description="the MNODE")
+    selection: Literal["centralized", "distributed"] = "centralized"
+    secret: str | None = None
+    heartbeat_ms: int = Field(100, ge=20, le=5000)
+    dead_intervals: int = Field(3, ge=2, le=20)
+    udp_idle_s: float = Field(30.0, gt=0, le=3600)
+    tcp_idle_s: float = Field(300.0, gt=0, le=86400)
+    clusters: dict[str, FlowClusterSpec] = Field(..., min_length=1)
+    paths: dict[str, list[str]] = Field(..., min_length=1, description="path name -> cluster sequence, ending "
+                                        "with an INODE cluster")
+    policies: list[FlowPolicySpec] = Field(default_factory=list)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, seq in v.items():
+            if not seq:
+                raise ValueError(f"path {name!r} is empty")
         return v
 
 
@@ -207,6 +271,7 @@ class LabSpec(_Strict):
     grid: GridSpec | None = None
     vlinks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="virtual links "
                                               "(controllers/vlink/model.py), created in this order at boot")
+    flows: FlowsSpec | None = None
 
     @field_validator("nodes", mode="before")
     @classmethod

@@ -29,6 +29,9 @@ cluster_app.add_typer(pool_app, name="pool")
 vlink_app = typer.Typer(no_args_is_help=True, help="Virtual links on a running lab's connectivity grid "
                                                    "(docs/vlinks.md): list, show, create, delete.")
 app.add_typer(vlink_app, name="vlink")
+flows_app = typer.Typer(help="Flow routing of a running lab (INODEs, ANODEs, MNODE): flows, routes, nodes, "
+                             "topology", no_args_is_help=False, invoke_without_command=True)
+app.add_typer(flows_app, name="flows")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -553,6 +556,102 @@ def f_cpu_load(node: str, workers: int = typer.Option(1, help="busy loops to run
 def f_ctl_restart(lab: Optional[str] = LabOpt) -> None:
     """Restart the OpenFlow controller and wait for every switch to reconnect."""
     _fault(_attach(lab).faults.restart_controller)
+
+
+MnodeOpt = typer.Option(None, "--manager", "-m", help="MNODE (default: the lab's first)")
+
+
+def _flows(lab: Optional[str], fn, *args, **kwargs):
+    from twin import flowsctl
+
+    rl = _attach(lab)
+    try:
+        return fn(rl, *args, **kwargs)
+    except flowsctl.FlowsError as exc:
+        _fail(str(exc), 2)
+
+
+def _flows_view(ctx: typer.Context, what: str, lab: Optional[str], manager: Optional[str], as_json: bool) -> None:
+    from twin import flowsctl
+
+    if as_json:
+        op = {"topology": "summary", "events": "summary"}.get(what, what)
+        print(json.dumps(_flows(lab, flowsctl.call, op, manager), indent=1, default=str))
+    else:
+        print(_flows(lab, flowsctl.show, what, manager))
+
+
+@flows_app.callback()
+def flows_main(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every flow on every node: type, role, path, topology, route, packets and bytes each way."""
+    if ctx.invoked_subcommand is None:
+        _flows_view(ctx, "flows", lab, manager, as_json)
+
+
+@flows_app.command("routes")
+def flows_routes(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every flow route of every flow path, and how many flows each carries."""
+    _flows_view(ctx, "routes", lab, manager, as_json)
+
+
+@flows_app.command("nodes")
+def flows_nodes(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Flow nodes: cluster and node IDs, up/down, in service, backup, load, processing latency."""
+    _flows_view(ctx, "nodes", lab, manager, as_json)
+
+
+@flows_app.command("topology")
+def flows_topology(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """The current topology: its ID, each cluster's live members, strategies and backups."""
+    _flows_view(ctx, "topology", lab, manager, as_json)
+
+
+@flows_app.command("events")
+def flows_events(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt) -> None:
+    """Every topology change, timestamped: failures, recoveries, restarts, operator changes."""
+    _flows_view(ctx, "events", lab, manager, False)
+
+
+@flows_app.command("drain")
+def flows_drain(node: str, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt) -> None:
+    """Take a flow node out of service: a new topology without it (its flows get their cluster's strategy)."""
+    from twin import flowsctl
+
+    t = _flows(lab, flowsctl.call, "service", manager, node=node, in_service=False)
+    print(f"topology {t['id']}: {t['reason'] or 'unchanged'}")
+
+
+@flows_app.command("restore")
+def flows_restore(node: str, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt) -> None:
+    """Put a flow node back in service (a new topology with it)."""
+    from twin import flowsctl
+
+    t = _flows(lab, flowsctl.call, "service", manager, node=node, in_service=True)
+    print(f"topology {t['id']}: {t['reason'] or 'unchanged'}")
+
+
+@flows_app.command("selection")
+def flows_selection(mode: str = typer.Argument(..., help="centralized or distributed"),
+                    lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt) -> None:
+    """Next-hop selection for new flows: centralized (the INODE picks) or distributed (hop by hop)."""
+    from twin import flowsctl
+
+    print(f"next-hop selection for new flows: {_flows(lab, flowsctl.call, 'selection', manager, mode=mode)}")
+
+
+@flows_app.command("decode")
+def flows_decode(pcap: Path = typer.Argument(..., help="a capture from inside the grid")) -> None:
+    """Print a capture's frames with their flow descriptors decoded (Table 2)."""
+    from emulators.flows.scapy_layer import describe_pcap
+
+    if not pcap.exists():
+        _fail(f"{pcap}: no such file", 2)
+    for line in describe_pcap(str(pcap)):
+        print(line)
 
 
 def main() -> None:

@@ -30,6 +30,9 @@ from .topology import Topology, TopologyHistory
 log = logging.getLogger(__name__)
 
 LINGER_S = 2.0
+# the flags as plain ints: IntFlag arithmetic costs microseconds per packet
+SOF, EOF, REVERSE, REPLICA, BACKUP, COPY = (int(f) for f in (Flags.SOF, Flags.EOF, Flags.REVERSE, Flags.REPLICA,
+                                                             Flags.BACKUP, Flags.COPY))
 SendGrid = Callable[[str, bytes], None]
 SendExt = Callable[[bytes], None]
 
@@ -166,6 +169,8 @@ class FlowEngine:
         self.active: dict[str, int] = {}
         self.transit: dict[tuple[int, bool], Transit] = {}
         self._hop_cache: dict[tuple[int, int, int, int], Hop] = {}
+        self._marked: dict[tuple[Assignment, ...], tuple[Assignment, ...]] = {}
+        self._mac_owner = {mac: name for name, (_, mac) in self.neighbors.items()}
         self._last_tick = 0.0
         self.ready = False
 
@@ -201,6 +206,7 @@ class FlowEngine:
         self.history = h
         self.topologies = ordered(h)
         self._hop_cache = {}
+        self._marked = {}
         self.ready = True
         return changed
 
@@ -249,8 +255,8 @@ class FlowEngine:
         if hop.action in ("redirect", "backup"):
             self.stats.count(f"tx_{hop.action}")
         self._send(hop.node, plain, d)
-        if hop.shadow is not None and not d.flags & Flags.BACKUP:
-            self._send(hop.shadow, plain, d.with_(flags=d.flags | Flags.BACKUP))
+        if hop.shadow is not None and not int(d.flags) & BACKUP:
+            self._send(hop.shadow, plain, _flagged(d, int(d.flags) | BACKUP))
             self.stats.count("tx_shadow")
 
     def _position(self, d: Descriptor) -> tuple[list[Assignment], int]:
@@ -279,11 +285,11 @@ class FlowEngine:
             st.count("drop_not_on_path")
             return
         l3 = plain[14:]
-        rev = bool(d.flags & Flags.REVERSE)
+        rev = bool(int(d.flags) & REVERSE)
         if not rev and seq[pos].processed:
             st.count("drop_loop")
             return
-        src_name = self._neighbor_of(frame[6:12])
+        src_name = self._mac_owner.get(frame[6:12])
         is_inode = self.role == "inode"
         if is_inode:
             self._inode_from_grid(plain, l3, d, seq, pos, rev, src_name)
@@ -291,16 +297,11 @@ class FlowEngine:
             self._anode_from_grid(plain, l3, d, seq, pos, rev, src_name)
         st.latency_us.append((self.clock() - t0) * 1e6)
 
-    def _neighbor_of(self, mac: bytes) -> str | None:
-        for name, (_, m) in self.neighbors.items():
-            if m == mac:
-                return name
-        return None
-
     def _transit(self, d: Descriptor, l3: bytes, role: str, now: float) -> Transit:
-        key = (d.flow_id, bool(d.flags & Flags.REPLICA))
+        fl = int(d.flags)
+        key = (d.flow_id, bool(fl & REPLICA))
         t = self.transit.get(key)
-        if t is None or t.ended and d.flags & Flags.SOF:
+        if t is None or t.ended and fl & SOF:
             seq = [a for a in d.assignments if not a.reserved]
             path = [self.by_id.get(a.cluster, str(a.cluster)) for a in seq]
             idle = self.tcp_idle if len(l3) > 9 and l3[9] == PROTO_TCP else self.udp_idle
@@ -313,10 +314,11 @@ class FlowEngine:
                          rev: bool, src_name: str | None) -> None:
         st = self.stats
         now = self.clock()
-        if d.flags & Flags.COPY or (self.is_recorder and pos == len(seq) - 1):
+        fl = int(d.flags)
+        if fl & COPY or (self.is_recorder and pos == len(seq) - 1):
             self._record(d, l3, now)
             return
-        shadow = bool(d.flags & Flags.BACKUP)
+        shadow = bool(fl & BACKUP)
         t = self._transit(d, l3, "shadow" if shadow else "transit", now)
         if not shadow and t.role == "shadow":
             t.role = "took-over"
@@ -326,7 +328,7 @@ class FlowEngine:
         t.bytes[direction] += len(l3)
         t.last = now
         t.prev[direction] = src_name
-        if d.flags & Flags.EOF:
+        if fl & EOF:
             t.ended = now
         info = parse_l3(l3)
         if info is None:
@@ -344,17 +346,23 @@ class FlowEngine:
             st.count("drop_end_of_path")
             return
         if not rev:
-            marked = tuple(Assignment(a.cluster, a.node, True if (a.cluster == self.my_cluster_id and not a.reserved)
-                                      else a.processed, a.reserved) for a in d.assignments)
-            d = d.with_(assignments=marked)
+            marked = self._marked.get(d.assignments)
+            if marked is None:
+                marked = tuple(Assignment(a.cluster, a.node, True if (a.cluster == self.my_cluster_id and not
+                                                                      a.reserved) else a.processed, a.reserved)
+                               for a in d.assignments)
+                if len(self._marked) > 10_000:
+                    self._marked.clear()
+                self._marked[d.assignments] = marked
+            d = Descriptor(d.flow_id, d.flow_type, d.topology, d.flags, marked, d.orig_dst, d.orig_src)
         if out is not l3:
             plain = plain[:14] + out
         self._forward(plain, d, target, t, direction)
 
     def _record(self, d: Descriptor, l3: bytes, now: float) -> None:
         """The recorder ([0084]): keeps the payloads of a flow's original (COPY) and its replica."""
-        t = self._transit(d.with_(flags=d.flags & ~Flags.REPLICA), l3, "recorder", now)
-        which = 1 if d.flags & Flags.REPLICA else 0
+        which = 1 if int(d.flags) & REPLICA else 0
+        t = self._transit(_flagged(d, int(d.flags) & ~REPLICA), l3, "recorder", now)
         info = parse_l3(l3)
         payload = bytes(l3[info.payload_off:info.payload_off + info.payload_len]) if info else b""
         t.copies[which] += 1
@@ -387,7 +395,7 @@ class FlowEngine:
         except ValueError:
             st.count("drop_malformed")
             return
-        if "desc" not in e.data or d.flags & Flags.SOF:
+        if "desc" not in e.data or int(d.flags) & SOF:
             e.data.update(role="egress", desc=d.with_(flags=Flags(0), signature=bytes(8)), prev=src_name,
                           path="-".join(self.by_id.get(a.cluster, "?") for a in seq[1:]))
         self.send_ext(l3)
@@ -424,7 +432,8 @@ class FlowEngine:
             if pos <= 0:
                 st.count("drop_not_on_path")
                 return
-            d = tmpl.with_(flags=flags | Flags.REVERSE, orig_dst=plain[0:6], orig_src=plain[6:12])
+            d = Descriptor(tmpl.flow_id, tmpl.flow_type, tmpl.topology, int(flags) | REVERSE, tmpl.assignments,
+                           plain[0:6], plain[6:12])
             self._forward(plain, d, seq[pos - 1], None, 1)
             return
         if v.new:
@@ -574,6 +583,11 @@ class FlowEngine:
                  topology=self.topology.id if self.topology else None,
                  active=len(self.classifier.entries()) + len(self.transit), classifier=self.classifier.stats())
         return s
+
+
+def _flagged(d: Descriptor, flags: int) -> Descriptor:
+    """The same descriptor with other flags (cheaper than dataclasses.replace on the packet path)."""
+    return Descriptor(d.flow_id, d.flow_type, d.topology, flags, d.assignments, d.orig_dst, d.orig_src)
 
 
 def _ip_len(frame: bytes) -> int:

@@ -1,0 +1,359 @@
+"""Figure 5 of the flow routing specification (seed 003, [0063]-[0085]) in labs/fig5.yaml: flows from
+EN-5 enter at ID-1, cross cluster AD and then AF (path 52, to EN-6 through IE-1) or AE (path 54, to
+EN-7 through IF-1). Every flow node forwards in userspace with a flow descriptor behind each packet;
+the MNODE md1 numbers topologies and gathers statistics.
+
+Checked with real UDP and TCP flows between the external networks' hosts: the routes the twin
+enumerates, how flows spread over them, that each flow sticks to one node per cluster in both
+directions (the nodes' own records and captures on the grid), what happens to flows when a node
+fails under each cluster's strategy (probe streams per flow: unaffected flows lose nothing), flow
+replication to the recorder, and that spoofed or corrupted descriptors are dropped and counted while
+nothing of the descriptor leaves the grid."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emulators.flows.descriptor import Flags
+from twin import flowsctl
+from twin.evidence import attach_text
+from twin.polling import wait_for
+from twin.traffic.flows import FlowStream
+
+pytestmark = [pytest.mark.e2e, pytest.mark.flows, pytest.mark.lab("labs/fig5.yaml")]
+
+EN5, EN6, EN7 = "10.5.0.10", "10.6.0.10", "10.7.0.10"
+AD, AE, AF = ["ad1", "ad2", "ad3"], ["ae1", "ae2"], ["af1", "af2"]
+_TUPLE = re.compile(r"^(\w+) ([\d.]+):(\d+) > ([\d.]+):(\d+)$")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def flows(lab) -> list[dict]:
+    return flowsctl.call(lab, "flows")
+
+
+def summary(lab) -> dict:
+    return flowsctl.call(lab, "summary")
+
+
+def topo_id(lab) -> int:
+    return summary(lab)["topology"]["id"]
+
+
+def live(lab, cluster: str) -> set[str]:
+    return set(summary(lab)["topology"]["clusters"][cluster]["live"])
+
+
+def evidence(lab, name: str) -> None:
+    """What the operator would look at: every flow, the routes, the nodes and the topology history."""
+    text = "\n\n".join(flowsctl.show(lab, v) for v in ("topology", "events", "nodes", "routes", "flows"))
+    attach_text(f"twin flows ({name})", text)
+
+
+def by_sport(records: list[dict], dst: str, port: int, role: str = "ingress", node: str | None = None) -> dict:
+    """sport -> the flow record of a client flow to dst:port, as one node (or role) reports it."""
+    out = {}
+    for r in records:
+        if r["role"] != role or (node is not None and r["node"] != node):
+            continue
+        m = _TUPLE.match(r["tuple"])
+        if m and m.group(4) == dst and int(m.group(5)) == port:
+            out[int(m.group(3))] = r
+    return out
+
+
+def wait_reported(lab, dst: str, port: int, sports: list[int], timeout: float = 8.0) -> dict:
+    """Ingress records of all these flows, once the MNODE has a report with packets both ways."""
+    got: dict = {}
+
+    def ready() -> bool:
+        nonlocal got
+        got = by_sport(flows(lab), dst, port)
+        return all(s in got and min(got[s]["pkts"]) > 0 for s in sports)
+    wait_for(ready, timeout, what=f"the MNODE reporting {len(sports)} flows to {dst}:{port} both ways")
+    return got
+
+
+def stream(lab, dst_node: str, dst_ip: str, port: int, n: int, sport_base: int, proto: str = "udp",
+           interval_ms: float = 10) -> FlowStream:
+    return FlowStream(lab.nodes, "en5", dst_node, dst_ip, port, flows=n, interval_ms=interval_ms,
+                      sport_base=sport_base, proto=proto)
+
+
+def ad_ae_af(route: list[str]) -> tuple[str, str]:
+    """The AD node and the second-stage node (AE or AF) of an ingress route id1 > AD > Ax > egress."""
+    return route[1], route[2]
+
+
+def wait_live(lab, cluster: str, node: str, present: bool, timeout: float = 10.0) -> int:
+    wait_for(lambda: (node in live(lab, cluster)) == present, timeout,
+             what=f"{node} {'back in' if present else 'gone from'} the topology")
+    return topo_id(lab)
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_figure5_routes(lab):
+    """[0064]: two flow paths, AD x AF and AD x AE: twelve flow routes, as the twin enumerates them."""
+    routes = flowsctl.call(lab, "routes")
+    fig = [tuple(r["route"]) for r in routes if r["path"] in ("52", "54")]
+    expected = {(d, f, "ie1") for d in AD for f in AF} | {(d, e, "if1") for d in AD for e in AE}
+    assert len(fig) == 12 and set(fig) == expected, fig
+    text = flowsctl.show(lab, "routes")
+    attach_text("flow routes", text)
+    assert "ad1 > af1 > ie1" in text and "ad3 > ae2 > if1" in text
+    out = subprocess.run([sys.executable, "-m", "twin.cli", "flows", "routes", "--lab", lab.prefix],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "ad2 > af2 > ie1" in out.stdout, out.stderr
+
+
+def test_ping_and_tcp_cross_both_paths(lab):
+    """Real traffic through both paths: ping, and TCP (iperf3) with AE's DSCP marking seen at EN-7."""
+    for ip in (EN6, EN7):
+        res = lab.nodes.run("en5", ["ping", "-c", "3", "-i", "0.2", "-W", "2", ip], timeout=20)
+        assert res.returncode == 0, f"ping {ip} through the grid failed:\n{res.stdout}{res.stderr}"
+    server = lab.nodes.popen("en7", ["iperf3", "-s", "-1", "-p", "5301"])
+    try:
+        with lab.capture("en7", "eth1", "tcp port 5301 and ip[1] & 0xfc == 40", name="en7-dscp10.pcap") as cap:
+            wait_for(lambda: lab.nodes.run("en7", ["ss", "-ltn", "sport = :5301"]).stdout.count("LISTEN") > 0,
+                     5, what="iperf3 listening in en7")
+            res = lab.nodes.run("en5", ["iperf3", "-c", EN7, "-p", "5301", "-t", "2", "-J"], timeout=30)
+            assert res.returncode == 0, res.stdout[-800:] + res.stderr
+            bps = json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"]
+            marked = wait_for(lambda: cap.count() > 100, 5, what="DSCP 10 packets at en7") and cap.count()
+    finally:
+        server.kill()
+    attach_text("iperf3 through path 54", f"{bps / 1e6:.1f} Mbit/s; {marked} packets marked DSCP 10 by AE")
+    assert bps > 1e6
+
+
+def test_flows_spread_by_policy(lab):
+    """[0083]: AD balances by weighted round robin 2:1:1, AE and AF by round robin; each path's flows
+    land on its routes, and the descriptor's reservation covers every cluster ([0082])."""
+    n = 24
+    with stream(lab, "en6", EN6, 7001, n, 21000) as s6, stream(lab, "en7", EN7, 7002, n, 22000) as s7:
+        r6 = wait_reported(lab, EN6, 7001, [s6.sport_base + i for i in range(n)])
+        r7 = wait_reported(lab, EN7, 7002, [s7.sport_base + i for i in range(n)])
+        evidence(lab, "spread")
+        s6.stop()
+        s7.stop()
+    ad = {d: 0 for d in AD}
+    second: dict[str, int] = {}
+    for recs, path, stage2, egress in ((r6, "52", AF, "ie1"), (r7, "54", AE, "if1")):
+        for r in recs.values():
+            assert r["path"] == path and r["route"][0] == "id1" and r["route"][3] == egress, r
+            d, x = ad_ae_af(r["route"])
+            assert d in AD and x in stage2, r
+            ad[d] += 1
+            second[x] = second.get(x, 0) + 1
+    total = 2 * n
+    # weights 2:1:1 within 10% of all flows (other tests' flows may interleave with these)
+    assert abs(ad["ad1"] - total / 2) <= 0.1 * total and all(abs(ad[d] - total / 4) <= 0.1 * total
+                                                            for d in ("ad2", "ad3")), ad
+    for pair in (AE, AF):
+        assert abs(second[pair[0]] - second[pair[1]]) <= 0.2 * n, second
+
+
+def test_flows_sticky_and_symmetric(lab):
+    """[0065], [0080]: every packet of a flow, both directions, crosses the same node in each cluster.
+    From the transit nodes' own records (previous and next hop each way) and from captures of AD's
+    side of VN-6: every frame of a flow went to one AD node's MAC, requests and replies alike."""
+    n = 12
+    caps = [lab.capture(d, "vn6", "udp port 7003", name=f"{d}-vn6-sticky.pcap") for d in AD]
+    for c in caps:
+        c.start()
+    try:
+        with stream(lab, "en6", EN6, 7003, n, 23000, interval_ms=10) as s:
+            ingress = wait_reported(lab, EN6, 7003, [s.sport_base + i for i in range(n)])
+            s.wait_until_flowing(5)     # a few more packets of every flow before the captures stop
+            result = s.stop()
+    finally:
+        for c in caps:
+            c.stop()
+    recs = flows(lab)
+    evidence(lab, "sticky")
+    for sport, ing in ingress.items():
+        fid = ing["id"]
+        d, f = ad_ae_af(ing["route"])
+        carriers = {r["node"] for r in recs if r["id"] == fid and r["role"] in ("transit", "took-over")}
+        assert carriers == {d, f}, f"flow {fid} (sport {sport}) crossed {carriers}, its route is {ing['route']}"
+        for r in recs:
+            if r["id"] == fid and r["node"] == d:
+                assert r["prev"] == ["id1", f] and r["next"] == [f, "id1"], r
+            if r["id"] == fid and r["node"] == f:
+                assert r["prev"] == [d, "ie1"] and r["next"] == ["ie1", d], r
+    # captures: per flow, the AD nodes that saw its frames (both directions cross VN-6)
+    from scapy.all import UDP, rdpcap
+    seen: dict[int, set[str]] = {}
+    for d, c in zip(AD, caps):
+        for pkt in rdpcap(str(c.path)):
+            if UDP in pkt:
+                sp = pkt[UDP].sport if pkt[UDP].dport == 7003 else pkt[UDP].dport
+                seen.setdefault(sp, set()).add(d)
+    assert seen, "no frame of the stream was captured on VN-6"
+    for sp, nodes in seen.items():
+        if sp in ingress:
+            assert nodes == {ingress[sp]["route"][1]}, f"sport {sp}: frames at {nodes}, route {ingress[sp]['route']}"
+    assert result.total_received > 0 and not result.with_outage(50), result.with_outage(50)
+
+
+@pytest.mark.parametrize("cluster,victim,strategy", [("AD", "ad2", "redirect"), ("AE", "ae1", "backup"),
+                                                      ("AF", "af1", "discard")])
+def test_node_failure_strategy(lab, timings, cluster, victim, strategy):
+    """[0085]: a node fails mid-flow. Flows that did not use it lose nothing at all; its own flows are
+    redirected to another node of the cluster, taken over by their backup, or discarded, as the
+    cluster is configured; the topology ID advances and new flows avoid the node."""
+    dst_node, dst_ip, port, base = ("en7", EN7, 7010, 24000) if cluster == "AE" else ("en6", EN6, 7011, 25000)
+    if cluster == "AD":
+        base, port = 26000, 7012
+    n = 18
+    stage = {"AD": 1, "AE": 2, "AF": 2}[cluster]
+    t0 = topo_id(lab)
+    with stream(lab, dst_node, dst_ip, port, n, base, interval_ms=20) as s:
+        before = wait_reported(lab, dst_ip, port, [s.sport_base + i for i in range(n)])
+        hit = sorted(sp for sp, r in before.items() if r["route"][stage] == victim)
+        spared = sorted(sp for sp, r in before.items() if r["route"][stage] != victim)
+        assert hit and spared, f"the {n} flows should use {victim} and its siblings: {before}"
+        fault = lab.faults.power_off(victim)
+        t_fail = wait_live(lab, cluster, victim, False)
+        timings.record(f"{cluster} {victim} failure detected -> topology {t_fail}", 0, unit="")
+        index = {base + i: i for i in range(n)}
+        moving = [index[sp] for sp in (spared if strategy == "discard" else spared + hit)]
+        s.wait_until_flowing(5, flows=moving)   # the flows that should, flow again in the new topology
+        # new flows started now avoid the failed node
+        with stream(lab, dst_node, dst_ip, port + 100, 6, base + 500) as fresh:
+            newer = wait_reported(lab, dst_ip, port + 100, [fresh.sport_base + i for i in range(6)])
+            fresh.stop()
+        lab.faults.power_on(victim)
+        t_back = wait_live(lab, cluster, victim, True)
+        s.wait_until_flowing(5, flows=moving)   # ... and still after the node came back
+        after = by_sport(flows(lab), dst_ip, port)
+        result = s.stop()
+    evidence(lab, f"{cluster} {strategy}")
+    attach_text("per-flow outcome", "\n".join(
+        f"sport {result.sport(i)}: {'HIT ' if result.sport(i) in hit else 'spared'} {r}" for i, r in result.per_flow.items()))
+    assert t_fail != t0 and t_back != t_fail, (t0, t_fail, t_back)
+    for r in newer.values():
+        assert r["route"][stage] != victim and r["topology"] == t_fail, r
+    for sp in spared:
+        r = result.per_flow[index[sp]]
+        assert r.lost == 0, f"flow {sp} did not use {victim} yet lost {r.lost} packets: {r}"
+    outages = []
+    for sp in hit:
+        r = result.per_flow[index[sp]]
+        if strategy == "discard":
+            assert r.outages and not r.outages[-1].recovered, f"flow {sp} on discarding {victim} recovered: {r}"
+        else:
+            assert r.outages and r.outages[-1].recovered, f"flow {sp} was not {strategy}ed: {r}"
+            assert len(r.outages) == 1, f"flow {sp} broke more than once (moved back to {victim}?): {r}"
+            outages.append(r.outages[0].duration_ms)
+            now_at = after[sp]["route"][stage] if sp in after else None
+            assert now_at is not None and now_at != victim, f"flow {sp} is at {now_at} after {victim} came back"
+    if outages:
+        timings.record(f"{cluster} {strategy}: outage of the failed node's flows (max)", max(outages))
+    if strategy == "backup":
+        recs = flows(lab)
+        took = {r["id"] for r in recs if r["role"] == "took-over"}
+        assert {before[sp]["id"] for sp in hit} <= took, "the backup did not take these flows over"
+    del fault
+
+
+def test_replication_reaches_the_recorder(lab):
+    """[0084]: UDP flows to port 7100 are cloned at ID-1 onto path r52 (ax1) to the recorder ar1, and
+    IE-1 copies the original there as it leaves: ar1 holds both, byte-identical payloads."""
+    with lab.capture("ar1", "vn9", "udp port 7100", name="ar1-vn9-replica.pcap") as cap:
+        with stream(lab, "en6", EN6, 7100, 2, 27000, interval_ms=20) as s:
+            wait_reported(lab, EN6, 7100, [s.sport_base, s.sport_base + 1])
+            s.wait_until_flowing(5)
+            result = s.stop()
+    assert result.total_received > 0
+    from emulators.flows.scapy_layer import dissect
+    from scapy.all import UDP, raw, rdpcap
+    copies: dict[str, list[bytes]] = {"original": [], "replica": []}
+    for pkt in rdpcap(str(cap.path)):
+        plain, fd = dissect(raw(pkt))
+        if fd is None or UDP not in plain:
+            continue
+        kind = "replica" if int(fd.flags) & Flags.REPLICA else "original" if int(fd.flags) & Flags.COPY else None
+        if kind:
+            copies[kind].append(bytes(plain[UDP].payload))
+    attach_text("recorder capture", f"{len(copies['original'])} originals, {len(copies['replica'])} replicas")
+    assert copies["original"] and copies["replica"]
+    assert sorted(copies["original"]) == sorted(copies["replica"]), "the replica differs from the original"
+
+    def recorded() -> dict | None:
+        return next((r for r in flows(lab) if r["node"] == "ar1" and r["role"] == "recorder"
+                     and r.get("identical", 0) > 0), None)
+    wait_for(lambda: recorded() is not None, 5, what="ar1 reporting recorded pairs")
+    rec = recorded()
+    assert rec["differing"] == 0 and rec["originals"] > 0 and rec["replicas"] > 0, rec
+
+
+SPOOF = r'''
+import socket, sys
+from scapy.all import Ether, IP, UDP, raw
+from emulators.flows.descriptor import Assignment, Descriptor, Flags, attach, mac_bytes
+dst, src, intf, kind = sys.argv[1:5]
+frame = raw(Ether(dst=dst, src=src) / IP(src="10.5.0.10", dst="10.6.0.10") / UDP(sport=29999, dport=7200) / b"spoof")
+d = Descriptor(flow_id=0x01abcdef, flow_type=17, topology=1, flags=Flags.SOF,
+               assignments=(Assignment(1, 1), Assignment(2, 1), Assignment(4, 1), Assignment(5, 1)))
+key = b"not-the-lab-secret"
+out = attach(frame, d, key, mac_bytes(dst), mac_bytes(src))
+if kind == "corrupt":
+    out = out[:-3] + bytes([out[-3] ^ 0xFF]) + out[-2:]
+if kind == "truncated":
+    out = out[:-10]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((intf, 0))
+for _ in range(5):
+    s.send(out)
+'''
+
+
+def test_spoofed_and_corrupt_descriptors_are_dropped(lab):
+    """[0072]: a descriptor signed without the system's secret, or corrupted, or cut short, is dropped
+    and counted by reason at the receiving node; the node keeps serving real flows meanwhile."""
+    plan_ad1 = json.loads((lab.device_dir("ad1") / "flows.json").read_text())
+    plan_ad3 = json.loads((lab.device_dir("ad3") / "flows.json").read_text())
+    ad1_mac, ad3_mac = plan_ad1["macs"]["vn6"], plan_ad3["macs"]["vn6"]
+
+    def counters() -> dict:
+        return next(r for r in flowsctl.call(lab, "nodes") if r["node"] == "ad1")["counters"]
+    before = counters()
+    with stream(lab, "en6", EN6, 7013, 6, 28000) as s:
+        wait_reported(lab, EN6, 7013, [s.sport_base + i for i in range(6)])
+        for kind in ("spoof", "corrupt", "truncated"):
+            res = lab.nodes.run("ad3", [sys.executable, "-c", SPOOF, ad1_mac, ad3_mac, "vn6", kind], timeout=20)
+            assert res.returncode == 0, res.stderr
+        want = {"drop_descriptor_bad-signature": 5, "drop_descriptor_bad-checksum": 5}
+
+        def counted() -> bool:
+            c = counters()
+            return all(c.get(k, 0) - before.get(k, 0) >= v for k, v in want.items()) and \
+                sum(c.get(k, 0) - before.get(k, 0) for k in c if k.startswith("drop_descriptor")) >= 15
+        wait_for(counted, 8, what="ad1 counting the forged, corrupt and truncated descriptors")
+        result = s.stop()
+    evidence(lab, "spoofed")
+    assert all(r.lost == 0 for r in result.per_flow.values()), "real flows suffered from the forged frames"
+    assert not by_sport(flows(lab), EN6, 7200), "a forged flow got a flow record"
+
+
+def test_nothing_of_the_descriptor_leaves_the_grid(lab):
+    """[0073]: the descriptor is removed at egress; EN-6 sees plain frames from IE-1's own MAC, whose
+    length is the IP packet's (or the 60-byte minimum, zero padded)."""
+    with lab.capture("en6", "eth1", "udp port 7014", name="en6-egress.pcap") as cap:
+        with stream(lab, "en6", EN6, 7014, 4, 29000) as s:
+            wait_reported(lab, EN6, 7014, [s.sport_base + i for i in range(4)])
+            s.stop()
+    from scapy.all import IP, raw, rdpcap
+    frames = [raw(p) for p in rdpcap(str(cap.path)) if IP in p]
+    assert frames
+    for f in frames:
+        ip_len = int.from_bytes(f[16:18], "big")
+        tail = f[14 + ip_len:]
+        assert len(f) <= max(60, 14 + ip_len) and tail.count(0) == len(tail), f"trailer after the IP packet: {tail!r}"
+        assert b"\xfd\x01" not in tail

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ["testsuites/e2e/test_default_lab.py", "testsuites/e2e/test_device_cli.py",
              "testsuites/e2e/test_aaa_failover.py", "testsuites/e2e/test_ems.py",
              "testsuites/e2e/test_configsync.py", "testsuites/e2e/test_cluster.py",
-             "testsuites/e2e/test_vlinks.py"]
+             "testsuites/e2e/test_vlinks.py", "testsuites/e2e/test_fig5.py"]
 
 
 def run_scenarios(workers: str = "auto") -> int:

@@ -382,8 +382,11 @@ class FlowEngine:
                 st.count("drop_not_ingress")
                 return
             v = self.classifier.classify(l3, now)     # the client's side of the flow: TCP state, counters
-            if v.entry is not None and v.entry.data.get("rtt_ms") is None:
-                v.entry.data["rtt_ms"] = round((now - v.entry.created) * 1000, 3)
+            if v.entry is not None:
+                if v.new and v.entry.parent is not None:
+                    self._join(v.entry, flipped=True)     # active FTP: the server opened the data connection
+                if v.entry.data.get("rtt_ms") is None:
+                    v.entry.data["rtt_ms"] = round((now - v.entry.created) * 1000, 3)
             self.send_ext(l3)
             st.count("egress_packets")
             return
@@ -422,8 +425,12 @@ class FlowEngine:
             return
         e = v.entry
         flags = Flags.EOF if v.end else Flags(0)
+        if v.new and e.parent is not None and self._join(e, flipped=False):
+            v = v._replace(new=False)
+        # a connection the server side opened (active FTP data) runs "forward" from server to client
+        forward = (v.direction == "fwd") != bool(e.data.get("flipped"))
         if e.data.get("role") == "egress":
-            if v.direction != "rev":
+            if forward:
                 st.count("drop_wrong_direction")
                 return
             tmpl: Descriptor = e.data["desc"]
@@ -447,8 +454,7 @@ class FlowEngine:
         assign: tuple[Assignment, ...] = e.data["assign"]
         d = Descriptor(flow_id=e.flow_id, flow_type=e.flow_type, topology=e.data["topo"], flags=flags,
                        assignments=assign, orig_dst=plain[0:6], orig_src=plain[6:12])
-        rev = v.direction == "rev"
-        if rev:                         # the server side answering through the INODE that classified it
+        if not forward:                 # the server side answering through the INODE that classified it
             st.count("drop_wrong_direction")
             return
         self._forward(plain, d, assign[1], None, 0)
@@ -464,14 +470,6 @@ class FlowEngine:
         st = self.stats
         topo = self.topology
         assert topo is not None
-        if e.parent is not None:        # an FTP data connection rides its control connection's route
-            for other in self.classifier.get(e.flow_id):
-                if "assign" in other.data:
-                    e.data.update({k: other.data[k] for k in ("assign", "topo", "path", "replica", "nodes")
-                                   if k in other.data})
-                    e.data["nodes"] = []
-                    st.count("flows_joined")
-                    return True
         info = parse_l3(l3)
         policy = next((p for p in self.policies if p.matches(info, e.flow_type)), None)
         if policy is None or policy.path not in self.paths:
@@ -491,6 +489,20 @@ class FlowEngine:
             self.active[n] = self.active.get(n, 0) + 1
         st.count("flows_new")
         return True
+
+    def _join(self, e: FlowEntry, flipped: bool) -> bool:
+        """An FTP data connection rides its control connection's flow: same ID, route and role ([0059]).
+        `flipped`: the data connection was opened from the far side of the grid (active mode)."""
+        for other in self.classifier.get(e.flow_id):
+            if other is not e and ("assign" in other.data or "desc" in other.data):
+                e.data.update({k: other.data[k] for k in ("role", "assign", "topo", "path", "replica", "desc")
+                               if k in other.data})
+                e.data["nodes"] = []
+                # who opened it, relative to the control connection's client, decides its direction
+                e.data["flipped"] = flipped if e.data.get("role") == "ingress" else not flipped
+                self.stats.count("flows_joined")
+                return True
+        return False
 
     def _assign(self, flow_id: int, path: list[str], topo: Topology, policy: Policy | None
                 ) -> tuple[Assignment, ...] | None:

@@ -60,7 +60,8 @@ def route_hop(flow_id: int, assigned: int, flow_topo: int, topologies: list[Topo
                 return Hop(None, "discard")
             # the flow's backup is the one of its own topology (the node that got its shadow copies)
             owner = first if chosen == original else prev
-            backup = owner.backups.get(chosen) if view.strategy == "backup" else None
+            # a backup that took a flow over and fails in turn has no shadow of its own: redirect
+            backup = owner.backups.get(chosen) if view.strategy == "backup" and not taken_over else None
             if backup is not None and backup in view.live:
                 chosen, action, taken_over = backup, "backup", True
             else:

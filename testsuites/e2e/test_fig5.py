@@ -338,7 +338,7 @@ def test_spoofed_and_corrupt_descriptors_are_dropped(lab):
         wait_for(counted, 8, what="ad1 counting the forged, corrupt and truncated descriptors")
         result = s.stop()
     evidence(lab, "spoofed")
-    assert all(r.lost == 0 for r in result.per_flow.values()), "real flows suffered from the forged frames"
+    assert all(r.lost == 0 for r in result.per_flow.values()), f"real flows suffered from the forged frames: {result}"
     assert not by_sport(flows(lab), EN6, 7200), "a forged flow got a flow record"
 
 
@@ -357,3 +357,165 @@ def test_nothing_of_the_descriptor_leaves_the_grid(lab):
         tail = f[14 + ip_len:]
         assert len(f) <= max(60, 14 + ip_len) and tail.count(0) == len(tail), f"trailer after the IP packet: {tail!r}"
         assert b"\xfd\x01" not in tail
+
+
+def test_distributed_selection_hashes_the_flow_id(lab):
+    """[0077]-[0081]: with distributed next-hop selection the descriptor names no node (ID 0) and each
+    hop hashes the flow ID over the live members of the flow's topology; both directions agree."""
+    from emulators.flows.scapy_layer import dissect
+    from emulators.flows.selection import hash_pick
+    from emulators.flows.topology import Topology
+    from scapy.all import UDP, raw, rdpcap
+
+    out = subprocess.run([sys.executable, "-m", "twin.cli", "flows", "selection", "distributed", "--lab", lab.prefix],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "distributed" in out.stdout, out.stderr
+    try:
+        wait_for(lambda: summary(lab)["selection"] == "distributed", 5, what="the MNODE in distributed mode")
+        caps = [lab.capture(d, "vn6", "udp port 7020", name=f"{d}-vn6-distributed.pcap") for d in AD]
+        for c in caps:
+            c.start()
+        try:
+            with stream(lab, "en6", EN6, 7020, 15, 30000) as s:
+                recs = wait_reported(lab, EN6, 7020, [s.sport_base + i for i in range(15)])
+                s.wait_until_flowing(5)
+                s.stop()
+        finally:
+            for c in caps:
+                c.stop()
+        topo = Topology.from_dict(summary(lab)["topology"])
+        evidence(lab, "distributed")
+        for r in recs.values():
+            fid = int(r["id"], 16)
+            assert r["topology"] == topo.id
+            assert r["route"][1] == hash_pick(fid, topo.clusters["AD"]).name, r
+            assert r["route"][2] == hash_pick(fid, topo.clusters["AF"]).name, r
+        assert len({r["route"][1] for r in recs.values()}) > 1, "15 hashed flows all on one AD node"
+        assigned = set()
+        for c in caps:
+            for pkt in rdpcap(str(c.path)):
+                _, fd = dissect(raw(pkt))
+                if fd is not None and UDP in pkt:
+                    assigned |= {(a.cluster, a.node) for a in fd.assignments if a.cluster not in (1,)}
+        assert assigned and all(node == 0 for _, node in assigned), assigned
+    finally:
+        subprocess.run([sys.executable, "-m", "twin.cli", "flows", "selection", "centralized", "--lab", lab.prefix],
+                       capture_output=True, text=True, timeout=60)
+        wait_for(lambda: summary(lab)["selection"] == "centralized", 5, what="the MNODE back in centralized mode")
+
+
+FTP_CLIENT = r'''
+import ftplib, hashlib, sys
+ftp = ftplib.FTP()
+ftp.connect(sys.argv[1], 21, timeout=10)
+ftp.login("twin", "twin")
+ftp.set_pasv(sys.argv[2] == "passive")
+ftp.voidcmd("TYPE I")
+data = ftp.transfercmd("RETR data.bin")
+got = [data.recv(1000)]
+print("DATA-OPEN", flush=True)
+sys.stdin.readline()            # the test looks at the flow tables while both connections are open
+while True:
+    chunk = data.recv(65536)
+    if not chunk:
+        break
+    got.append(chunk)
+data.close()
+ftp.voidresp()
+ftp.quit()
+blob = b"".join(got)
+print(len(blob), hashlib.sha256(blob).hexdigest(), flush=True)
+'''
+
+
+@pytest.mark.parametrize("mode", ["passive", "active"])
+def test_ftp_data_connection_joins_its_control_flow(lab, mode):
+    """[0059]: an FTP transfer (Python's ftplib against a server in EN-6) is one flow: the data
+    connection, on another port, gets the control connection's flow ID, type and route, whether the
+    client opens it (passive) or the server does (active: it enters the grid at the egress INODE)."""
+    import hashlib
+    import random
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("ftp_server.py"))
+    server = lab.nodes.popen("en6", [sys.executable, script, "--ip", EN6, "--port", "21", "--size", "300000"])
+    client = None
+    try:
+        wait_for(lambda: "LISTEN" in lab.nodes.run("en6", ["ss", "-ltn", "sport = :21"]).stdout, 10,
+                 what="the FTP server listening in en6")
+        client = lab.nodes.popen("en5", [sys.executable, "-c", FTP_CLIENT, EN6, mode], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "DATA-OPEN", client.stderr.read()
+
+        def ftp_entries() -> list[dict] | None:
+            e = [r for r in flows(lab) if r["node"] == "id1" and r["role"] == "ingress" and r["type"] == "FTP"
+                 and EN6 in r["tuple"]]
+            return e if len({x["tuple"] for x in e}) >= 2 else None
+        entries = wait_for(ftp_entries, 8, what="the control and data connections in id1's flow table")
+        fid, route = entries[0]["id"], entries[0]["route"]
+        wait_for(lambda: {r["node"] for r in flows(lab) if r["id"] == fid and r["role"] == "transit"} ==
+                 set(route[1:3]), 8, what=f"flow {fid} carried by exactly {route[1:3]}")
+        evidence(lab, "ftp")
+        client.stdin.write("\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=30)
+    finally:
+        server.kill()
+        if client is not None and client.poll() is None:
+            client.kill()
+    assert client.returncode == 0, err
+    size, digest = out.split()
+    assert int(size) == 300000 and digest == hashlib.sha256(random.Random(7).randbytes(300000)).hexdigest()
+    control = [e for e in entries if e["tuple"].endswith(":21")]
+    data = [e for e in entries if not e["tuple"].endswith(":21")]
+    assert len(control) == 1 and len(data) == 1, entries
+    assert data[0]["id"] == control[0]["id"] and data[0]["route"] == control[0]["route"], entries
+
+
+def test_node_cli_shows_flows_and_refuses_garbage(lab):
+    """`show flows`, `show flow-stats`, `show flow-topology` on the nodes' own CLIs, the MNODE's views,
+    and clear errors for a garbled command or an unknown node."""
+    with stream(lab, "en7", EN7, 7030, 3, 31000) as s:
+        recs = wait_reported(lab, EN7, 7030, [s.sport_base + i for i in range(3)])
+        ad = recs[s.sport_base]["route"][1]
+        with lab.device(ad).console() as c:
+            c.enable()
+            flows_out = c.run("show flows")
+            stats_out = c.run("show flow-stats")
+            topo_out = c.run("show flow-topology")
+            bad = c.run("show flow-nonsense")
+        s.stop()
+    with lab.device("md1").console() as c:
+        c.enable()
+        routes_out = c.run("show flow-routes")
+        nodes_out = c.run("show flow-nodes")
+        unknown = c.run("flow node nosuch out-of-service")
+        history = c.run("show flow-topology history")
+    attach_text("node CLI", "\n\n".join((flows_out, stats_out, topo_out, routes_out, nodes_out, history)))
+    assert recs[s.sport_base]["id"] in flows_out and "transit" in flows_out
+    assert "Processing latency" in stats_out and "Received" in stats_out
+    assert "AD" in topo_out and "ad1(1)" in topo_out
+    assert "% Invalid input" in bad
+    assert "13 flow route(s)" in routes_out and "ad1 > af1 > ie1" in routes_out
+    assert all(n in nodes_out for n in ("id1", "ad3", "af2", "ie1", "if1"))
+    assert "unknown flow node 'nosuch'" in unknown
+    assert "boot" in history
+
+
+def test_tcp_flow_ends_with_fin(lab):
+    """[0067]: a TCP flow starts with its SYN and ends with FIN both ways: the INODE marks the end of
+    flow and the entry leaves every table; a new connection is a new flow."""
+    before = {r["id"] for r in flows(lab) if r["role"] == "ingress"}
+    server = lab.nodes.popen("en6", ["iperf3", "-s", "-1", "-p", "5201"])
+    try:
+        wait_for(lambda: "LISTEN" in lab.nodes.run("en6", ["ss", "-ltn", "sport = :5201"]).stdout, 5,
+                 what="iperf3 listening in en6")
+        res = lab.nodes.run("en5", ["iperf3", "-c", EN6, "-p", "5201", "-n", "2M"], timeout=30)
+        assert res.returncode == 0, res.stdout[-500:] + res.stderr
+    finally:
+        server.kill()
+    tcp = lambda: [r for r in flows(lab) if r["role"] == "ingress" and r["tuple"].startswith("tcp")  # noqa: E731
+                   and r["tuple"].endswith(":5201") and r["id"] not in before]
+    seen = wait_for(tcp, 8, what="the iperf3 connections in id1's table")
+    assert all(r["type"] == "IPERF" for r in seen), seen
+    wait_for(lambda: not tcp(), 10, what="the ended iperf3 flows leaving id1's table (FIN, then linger)")

@@ -19,13 +19,14 @@ from twin.lab.schema import FlowsSpec, LabSpec
 PLAN_FILE = "flows.json"
 CONTROL_PORT = 7600
 MAX_CLUSTERS = 63
+MIN_MTU = 1600          # 1500-byte packets + Ethernet + a descriptor with up to 33 assignments
 _DENY_RE = re.compile(r"^(?:(tcp|udp|icmp)(?:\s+dport\s+(\d{1,5}))?|(src|dst)\s+(\d+\.\d+\.\d+\.\d+/\d+))$")
 
 
 def parse_deny(rule: str) -> dict[str, Any]:
     """'udp dport 9' / 'tcp' / 'icmp' / 'src 10.5.0.0/24' -> a match dict; ValueError says what is accepted."""
     m = _DENY_RE.match(rule.strip().lower())
-    if m is None:
+    if m is None or (m.group(1) == "icmp" and m.group(2)):     # icmp has no ports
         raise ValueError(f"filter rule {rule!r} not understood; expected 'tcp|udp [dport N]', 'icmp', "
                          "'src PREFIX' or 'dst PREFIX'")
     if m.group(1):
@@ -89,10 +90,16 @@ def check_flows(spec: LabSpec) -> list[Problem]:
         bad("flows", "flow routing runs over virtual links: add a grid and vlinks joining the flow nodes")
     if not spec.mgmt.enabled:
         bad("flows", "the MNODE talks to the flow nodes over the management network: mgmt.enabled must be true")
+    if spec.grid is None or spec.grid.mtu < MIN_MTU:
+        have = spec.grid.mtu if spec.grid is not None else 1500
+        bad("grid.mtu", f"flow descriptors ride behind full-size packets: the grid needs jumbo frames, "
+                        f"mtu: {MIN_MTU} or more (it is {have})")
+    if fl.secret is not None and not 8 <= len(fl.secret.encode()) <= 64:
+        bad("flows.secret", f"the descriptor signature key must be 8 to 64 bytes, got {len(fl.secret.encode())}")
     if fl.manager not in spec.nodes:
         bad("flows.manager", f"unknown node {fl.manager!r}")
     elif spec.kind_of(fl.manager) != "mnode":
-        bad("flows.manager", f"{fl.manager} is a {spec.kind_of(fl.manager)}; the manager must be of kind mnode")
+        bad("flows.manager", f"{fl.manager} is of kind {spec.kind_of(fl.manager)}; the manager must be of kind mnode")
     owner: dict[str, str] = {}
     for cname, c in fl.clusters.items():
         path = f"flows.clusters.{cname}"
@@ -165,8 +172,12 @@ def check_flows(spec: LabSpec) -> list[Problem]:
         ingress = [n for n in spec.nodes if spec.kind_of(n) == "inode" and all(m in near.get(n, {}) for m in first)]
         if not ingress:
             bad(f"{path}[0]", f"no INODE shares a virtual link with every member of {seq[0]}: no flow can enter")
+    from emulators.flows.classify import FlowType
+
     for i, pol in enumerate(fl.policies):
         path = f"flows.policies[{i}]"
+        if pol.app is not None and pol.app.upper() not in FlowType.__members__:
+            bad(f"{path}.app", f"unknown application {pol.app!r}; flow types: {', '.join(FlowType.__members__)}")
         if pol.path not in fl.paths:
             bad(f"{path}.path", f"unknown path {pol.path!r} (paths: {', '.join(fl.paths)})")
         if pol.replicate is not None:

@@ -55,6 +55,9 @@ class FlowManager:
         self.policies = list(plan.get("policies", []))
         self.functions = {name: c.get("function", "counter") for name, c in plan["clusters"].items()}
         self._last_broadcast = 0.0
+        self._last_check = now
+        self._hold_until = 0.0
+        self.stalls = 0             # times the MNODE doubted its own view (stalls, mass silence)
 
     # ------------------------------------------------------------------ topology
     @property
@@ -121,16 +124,30 @@ class FlowManager:
         return None
 
     def check(self) -> None:
-        """Declare nodes whose heartbeats stopped failed; resend the topology every second."""
+        """Declare nodes whose heartbeats stopped failed; resend the topology every second.
+
+        Silence only means failure while the MNODE itself keeps up: after a stall of its own (its
+        checks came late, so it may not have read its socket either) every node gets a fresh dead
+        interval, and when most nodes fall silent at once the MNODE, not the system, is the suspect."""
         now = self.clock()
+        gap, self._last_check = now - self._last_check, now
+        if gap > self.dead_s / 2:
+            self._hold_until = now + self.dead_s
+            self.stalls += 1
         dead = []
-        for n in self.nodes.values():
+        for n in self.nodes.values() if now >= self._hold_until else ():
             limit = self.dead_s if n.heard else max(self.dead_s, BOOT_GRACE_S)
             if n.alive and now - (n.last_seen if n.heard else self.started) > limit:
                 n.alive = False
                 n.since = now
                 if n.in_service:
                     dead.append(n.name)
+        if dead and len(dead) > max(1, len(self.nodes) // 2):
+            for name in dead:                   # not believed: give them another interval
+                self.nodes[name].alive = True
+                self.nodes[name].last_seen = now
+            self.stalls += 1
+            dead = []
         if dead:
             self._change(dead, [], f"{', '.join(sorted(dead))} stopped answering")
         elif now - self._last_broadcast >= 1.0:
@@ -198,4 +215,4 @@ class FlowManager:
     def summary(self) -> dict[str, Any]:
         return {"topology": self.topology.to_dict(), "selection": self.plan.get("selection", "centralized"),
                 "paths": self.paths, "policies": self.policies, "events": list(self.events),
-                "routes": len(enumerate_routes(self.paths, self.topology))}
+                "routes": len(enumerate_routes(self.paths, self.topology)), "stalls": self.stalls}

@@ -200,7 +200,7 @@ class Receiver:
                 continue
             self.got.append((time.time(), ip, fm.decode(data, KEY.encode(), src_ip=src[0], dst_ip=ip)))
 
-    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[float, str, fm.FailoverMessage]]:
+    def wait(self, n: int, timeout: float = 15.0) -> list[tuple[float, str, fm.FailoverMessage]]:
         deadline = time.monotonic() + timeout
         while len(self.got) < n and time.monotonic() < deadline:
             self.poll()

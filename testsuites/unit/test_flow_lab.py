@@ -311,7 +311,7 @@ def test_neighbours_carry_the_mac_of_the_peer_s_interface(model, plans):
 
 def test_the_mnode_plan_numbers_every_cluster_and_holds_paths_and_policies(plans, mgmt):
     m = plans["md1"]
-    assert m["role"] == "mnode" and m["selection"] == "centralized" and m["dead_intervals"] == 3
+    assert m["role"] == "mnode" and m["selection"] == "centralized" and m["dead_intervals"] == 8
     assert m["mgmt_ip"] == mgmt["md1"]
     assert [(name, c["id"]) for name, c in m["clusters"].items()] == sorted(
         [("ID", 1), ("AD", 2), ("AE", 3), ("AF", 4), ("IE", 5), ("IF", 6), ("AX", 7), ("AR", 8)])

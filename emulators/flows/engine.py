@@ -417,6 +417,9 @@ class FlowEngine:
         if not self.ready:
             st.count("drop_no_topology")
             return
+        if frame[12:14] != b"\x08\x00":
+            st.count("drop_not_ip")
+            return
         plain = frame[:14 + _ip_len(frame)]
         l3 = plain[14:]
         v = self.classifier.classify(l3, t0)

@@ -15,14 +15,14 @@ def _bytes(n: int) -> str:
 
 def flows_table(flows: list[dict[str, Any]], with_node: bool = False) -> list[str]:
     head = ("Node       " if with_node else "") + \
-        "Flow ID   Type   Role       Path   Topo  Route                          Pkts fwd/rev   Bytes   State   Tuple"
+        "Flow ID   Type   Role       Path         Topo  Route                          Pkts fwd/rev   Bytes   State   Tuple"
     out = [head]
     for f in flows:
         route = ">".join(f.get("route") or []) or ">".join(x or "-" for x in (f.get("prev", [None])[0:1] +
                                                                           f.get("next", [None])[0:1]))
         pk = f"{f['pkts'][0]}/{f['pkts'][1]}"
         line = (f"{f.get('node', ''):<11}" if with_node else "") + \
-            (f"{f['id']:<9} {f['type']:<6} {f['role']:<10} {str(f.get('path', ''))[:6]:<6} {f['topology']:<5} "
+            (f"{f['id']:<9} {f['type']:<6} {f['role']:<10} {str(f.get('path', ''))[:12]:<12} {f['topology']:<5} "
              f"{route[:30]:<30} {pk:<14} {_bytes(sum(f['bytes'])):<7} {f['state']:<7} {f['tuple']}")
         out.append(line)
     if len(out) == 1:

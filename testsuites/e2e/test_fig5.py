@@ -519,3 +519,29 @@ def test_tcp_flow_ends_with_fin(lab):
     seen = wait_for(tcp, 8, what="the iperf3 connections in id1's table")
     assert all(r["type"] == "IPERF" for r in seen), seen
     wait_for(lambda: not tcp(), 10, what="the ended iperf3 flows leaving id1's table (FIN, then linger)")
+
+
+def test_operator_drain_makes_a_new_topology(lab):
+    """[0085]: an operator change is a topology change too: `twin flows drain ad3` takes ad3 out of new
+    flows' routes under a new topology ID, `twin flows restore ad3` brings it back under another."""
+    def twin_flows(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "twin.cli", "flows", *args, "--lab", lab.prefix],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    t0 = topo_id(lab)
+    assert "out of service" in twin_flows("drain", "ad3")
+    try:
+        t1 = wait_live(lab, "AD", "ad3", False)
+        with stream(lab, "en6", EN6, 7040, 8, 32000) as s:
+            recs = wait_reported(lab, EN6, 7040, [s.sport_base + i for i in range(8)])
+            s.stop()
+        assert t1 != t0 and all(r["route"][1] != "ad3" and r["topology"] == t1 for r in recs.values()), recs
+        assert "operator: ad3 out of service" in twin_flows("events")
+        bad = subprocess.run([sys.executable, "-m", "twin.cli", "flows", "drain", "nosuch", "--lab", lab.prefix],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "unknown flow node 'nosuch'" in bad.stderr, bad.stderr
+    finally:
+        twin_flows("restore", "ad3")
+    t2 = wait_live(lab, "AD", "ad3", True)
+    assert t2 != t1

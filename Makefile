@@ -31,6 +31,8 @@ bench: install
 	@$(PY) bench/configsync.py
 	@$(PY) bench/cluster_failover.py
 	@$(PY) bench/vlinks.py
+	@$(PY) bench/flow_hashing.py
+	@$(PY) bench/flows.py
 
 report: install
 	@bash scripts/render-report.sh

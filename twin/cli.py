@@ -589,25 +589,20 @@ def flows_main(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optiona
         _flows_view(ctx, "flows", lab, manager, as_json)
 
 
-@flows_app.command("routes")
-def flows_routes(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every flow route of every flow path, and how many flows each carries."""
-    _flows_view(ctx, "routes", lab, manager, as_json)
-
-
-@flows_app.command("nodes")
-def flows_nodes(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
+def _flows_view_command(view: str, doc: str):
+    def command(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Flow nodes: cluster and node IDs, up/down, in service, backup, load, processing latency."""
-    _flows_view(ctx, "nodes", lab, manager, as_json)
+        _flows_view(ctx, view, lab, manager, as_json)
+    command.__doc__, command.__name__ = doc, f"flows_{view}"
+    return command
 
 
-@flows_app.command("topology")
-def flows_topology(ctx: typer.Context, lab: Optional[str] = LabOpt, manager: Optional[str] = MnodeOpt,
-                   as_json: bool = typer.Option(False, "--json")) -> None:
-    """The current topology: its ID, each cluster's live members, strategies and backups."""
-    _flows_view(ctx, "topology", lab, manager, as_json)
+for _view, _doc in (("routes", "Every flow route of every flow path, and how many flows each carries."),
+                    ("nodes", "Flow nodes: cluster and node IDs, up/down, in service, backup, load, processing "
+                              "latency."),
+                    ("topology", "The current topology: its ID, each cluster's live members, strategies and "
+                                 "backups.")):
+    flows_app.command(_view)(_flows_view_command(_view, _doc))
 
 
 @flows_app.command("events")

@@ -17,14 +17,7 @@ class ClusterCommandError(LabError):
 
 
 def manager_node(rl: Any, name: str | None = None) -> str:
-    managers = rl.node_names("cluster-manager")
-    if name is not None:
-        if name not in managers:
-            raise LabError(f"{name} is not a cluster manager of lab {rl.name} (managers: {', '.join(managers) or 'none'})")
-        return name
-    if not managers:
-        raise LabError(f"lab {rl.name} has no cluster manager (a node of kind cluster-manager)")
-    return managers[0]
+    return rl.node_of_kind("cluster-manager", name, "cluster manager")
 
 
 def run(rl: Any, command: str, manager: str | None = None) -> str:

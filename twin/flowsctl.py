@@ -16,14 +16,10 @@ class FlowsError(LabError):
 
 
 def manager_node(rl: Any, name: str | None = None) -> str:
-    managers = rl.node_names("mnode")
-    if name is not None:
-        if name not in managers:
-            raise FlowsError(f"{name} is not an MNODE of lab {rl.name} (MNODEs: {', '.join(managers) or 'none'})")
-        return name
-    if not managers:
-        raise FlowsError(f"lab {rl.name} has no MNODE (a node of kind mnode with a flows: section)")
-    return managers[0]
+    try:
+        return rl.node_of_kind("mnode", name, "MNODE")
+    except LabError as exc:
+        raise FlowsError(str(exc)) from None
 
 
 def call(rl: Any, op: str, manager: str | None = None, **args: Any) -> Any:

@@ -73,6 +73,21 @@ class RunningLab:
     def node_names(self, kind: str | None = None) -> list[str]:
         return [n for n, s in self.state.nodes.items() if kind is None or s.kind == kind]
 
+    def node_of_kind(self, kind: str, name: str | None = None, what: str | None = None) -> str:
+        """`name` if it is a node of `kind`, else the lab's first one: the manager an operator
+        command talks to. LabError names the candidates when there is none or `name` is not one."""
+        from twin.errors import LabError
+
+        what = what or kind
+        found = self.node_names(kind)
+        if name is not None:
+            if name not in found:
+                raise LabError(f"{name} is not a {what} of lab {self.name} ({what}s: {', '.join(found) or 'none'})")
+            return name
+        if not found:
+            raise LabError(f"lab {self.name} has no {what} (a node of kind {kind})")
+        return found[0]
+
     def address(self, node: str, intf: str | None = None) -> str:
         """A node's data address (its first interface's unless `intf` is given), without the length."""
         st = self._node(node)

@@ -4,9 +4,11 @@
 untouched there, yet it lost the flow's state ([0085] c: "the original primary ... will have lost
 its state"). So the hop is found by walking the topology history from the flow's own topology to
 the current one: the first topology in which the chosen node is gone applies the cluster's
-strategy, and the result sticks. Every node walks the same history, so the previous hop (forward)
-and the next hop (reverse) reach the same node without telling each other: stickiness and symmetry
-hold across failures without shared state.
+strategy, and the result sticks. A flow redirected while its cluster had no live member at all (a
+one-node cluster) goes to the first member that is live again: redirect assumes no state to lose.
+Every node walks the same history, so the previous hop (forward) and the next hop (reverse) reach
+the same node without telling each other: stickiness and symmetry hold across failures without
+shared state.
 """
 from __future__ import annotations
 
@@ -53,9 +55,12 @@ def route_hop(flow_id: int, assigned: int, flow_topo: int, topologies: list[Topo
     prev = first
     for t in topologies[start + 1:]:
         view = t.clusters.get(cluster)
-        if view is None or chosen is None:
+        if view is None:
             break
-        if chosen not in view.live:
+        if chosen is None:              # redirected while nobody was live: the first one back takes it
+            m = hash_pick(flow_id, view)
+            chosen, action = (m.name if m else None), "redirect"
+        elif chosen not in view.live:
             if view.strategy == "discard":
                 return Hop(None, "discard")
             # the flow's backup is the one of its own topology (the node that got its shadow copies)

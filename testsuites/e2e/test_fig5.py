@@ -96,6 +96,17 @@ def wait_live(lab, cluster: str, node: str, present: bool, timeout: float = 10.0
     return topo_id(lab)
 
 
+@pytest.fixture(autouse=True)
+def flow_evidence(lab):
+    """After every test, pass or fail: the MNODE's topology history and node table, for the report."""
+    yield
+    try:
+        text = "\n\n".join(flowsctl.show(lab, v) for v in ("events", "nodes", "topology"))
+    except Exception as exc:            # the evidence must not hide the test's own outcome
+        text = f"twin flows not answering: {exc}"
+    attach_text("twin flows after the test", text)
+
+
 # ---------------------------------------------------------------------------------------------- tests
 def test_figure5_routes(lab):
     """[0064]: two flow paths, AD x AF and AD x AE: twelve flow routes, as the twin enumerates them."""

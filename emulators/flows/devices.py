@@ -39,6 +39,19 @@ def _load_plan(state_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def _start_service(dev: Any, what: str, start: Any) -> None:
+    """Start a device's flow service after its CLI is up; a failure leaves the CLI running and says
+    why (`problem`, syslog) instead of killing the device. Unit-test devices (apply off) skip it."""
+    if not dev.apply_enabled:
+        return
+    try:
+        start()
+    except Exception as exc:
+        dev.problem = f"{exc.__class__.__name__}: {exc}"
+        log.exception("%s: %s did not start", dev.name, what)
+        dev.syslog(f"%FLOW-2-START: {what} not running: {dev.problem}")
+
+
 class FlowNode(Router):
     """See the module docstring; `kind` is set by the two subclasses."""
 
@@ -59,14 +72,7 @@ class FlowNode(Router):
 
     def start(self) -> None:
         super().start()
-        if not self.apply_enabled:
-            return
-        try:
-            self._start_engine()
-        except Exception as exc:
-            self.problem = f"{exc.__class__.__name__}: {exc}"
-            log.exception("%s: flow engine did not start", self.name)
-            self.syslog(f"%FLOW-2-START: flow engine not running: {self.problem}")
+        _start_service(self, "flow engine", self._start_engine)
 
     def _start_engine(self) -> None:
         plan = _load_plan(self.state_dir)
@@ -188,14 +194,7 @@ class MnodeDevice(BaseDevice):
 
     def start(self) -> None:
         super().start()
-        if not self.apply_enabled:
-            return
-        try:
-            self._start_manager()
-        except Exception as exc:
-            self.problem = f"{exc.__class__.__name__}: {exc}"
-            log.exception("%s: flow manager did not start", self.name)
-            self.syslog(f"%FLOW-2-START: flow manager not running: {self.problem}")
+        _start_service(self, "flow manager", self._start_manager)
 
     def _start_manager(self) -> None:
         plan = _load_plan(self.state_dir)

@@ -4,6 +4,8 @@ FlowManager delivering topologies, frames handed to the neighbour owning their d
 injectable clock. Client packets enter at id1 from EN-5, servers answer at ie1 (EN-6) and if1 (EN-7)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import copy
 import json
 from collections import Counter, deque
@@ -178,6 +180,12 @@ class System:
                         and not (fresh and rec["idle_s"] > 0):
                     out.setdefault(e.cluster, {})[n] = rec
         return out
+
+    def exchange(self, sports: Iterable[int]) -> None:
+        """One UDP request and its reply for each of these client flows (source ports)."""
+        for sp in sports:
+            self.udp(sp)
+            self.udp_reply(sp)
 
     def route(self, fid: int, fresh: bool = False) -> dict[str, str]:
         """cluster -> the one node of each ANODE cluster carrying the flow (asserts it is only one);
@@ -402,17 +410,13 @@ def test_distributed_flows_carry_node_0_and_hash_over_their_topology(system):
 # ------------------------------------------------------------------ failures ([0085])
 def test_a_failed_ad_node_s_flows_are_redirected_and_stay_after_it_returns(system):
     sports = range(45000, 45012)
-    for s in sports:
-        system.udp(s)
-        system.udp_reply(s)
+    system.exchange(sports)
     before = {s: system.route(system.flow_id(s)) for s in sports}
     assert Counter(r["AD"] for r in before.values()) == {"ad1": 6, "ad2": 3, "ad3": 3}
     topo2 = system.fail("ad2")
     assert all(e.topology.id == topo2 for n, e in system.engines.items() if n != "ad2")
     assert system.engines["ad2"].topology.id == 1, "a node that is down hears nothing"
-    for s in sports:
-        system.udp(s)
-        system.udp_reply(s)
+    system.exchange(sports)
     assert system.lost == [], "nothing is sent to the failed node"
     assert len(system.ext["ie1"]) == len(system.ext["id1"]) == 24, "every packet still arrives, both ways"
     view2 = system.engines["id1"].topology.clusters["AD"]
@@ -436,9 +440,7 @@ def test_a_failed_ad_node_s_flows_are_redirected_and_stay_after_it_returns(syste
     ad2_pkts = {s: system.engines["ad2"].transit[(system.flow_id(s), False)].pkts[:] for s in moved}
     topo3 = system.restore("ad2")
     assert system.engines["ad2"].topology.id == topo3
-    for s in sports:
-        system.udp(s)
-        system.udp_reply(s)
+    system.exchange(sports)
     for s in sports:
         fid = system.flow_id(s)
         assert system.route(fid, fresh=True)["AD"] == moved.get(s, before[s]["AD"])
@@ -531,9 +533,7 @@ def test_a_failed_af_node_s_flows_are_discarded_and_others_pass(system):
 
 def test_a_restarted_ad_node_loses_its_flows_to_the_others(system):
     sports = range(56000, 56008)
-    for s in sports:
-        system.udp(s)
-        system.udp_reply(s)
+    system.exchange(sports)
     before = {s: system.route(system.flow_id(s)) for s in sports}
     on_ad2 = [s for s in sports if before[s]["AD"] == "ad2"]
     assert len(on_ad2) == 2
@@ -546,9 +546,7 @@ def test_a_restarted_ad_node_loses_its_flows_to_the_others(system):
     m = system.manager
     assert [t.reason for t in m.topologies] == ["boot", "ad2 restarted", "ad2 is back after a restart"]
     assert all(e.topology.id == 3 for e in system.engines.values()), "the restarted node included"
-    for s in sports:
-        system.udp(s)
-        system.udp_reply(s)
+    system.exchange(sports)
     restarted_view = m.topologies[1].clusters["AD"]
     for s in sports:
         fid = system.flow_id(s)

@@ -112,11 +112,15 @@ class FlowNode(Router):
         n = 0
         while not self._halt.wait(period):
             topo = eng.topology.id if eng.topology else None
-            if n % every == 0:
-                ch.send(plan["manager_ip"], "stats", report=self.report(), flows=eng.flows(300))
-            else:
-                ch.send(plan["manager_ip"], "hb", pps=round(eng.stats.pps, 1),
-                        active=len(eng.transit) + len(eng.classifier.entries()), topology=topo)
+            try:
+                if n % every == 0:
+                    ch.send(plan["manager_ip"], "stats", report=self.report(), flows=eng.flows(300))
+                else:
+                    ch.send(plan["manager_ip"], "hb", pps=round(eng.stats.pps, 1),
+                            active=len(eng.transit) + len(eng.classifier.entries()), topology=topo)
+            except Exception:       # a failed report must not silence the heartbeats (the MNODE would fail us)
+                log.exception("%s: flow report failed; sending a plain heartbeat", self.name)
+                ch.send(plan["manager_ip"], "hb", topology=topo)
             n += 1
 
     def report(self) -> dict[str, Any]:
@@ -224,7 +228,10 @@ class MnodeDevice(BaseDevice):
             while not self._halt.wait(period):
                 with self._lock:
                     before = m.topology.id
-                    m.check()
+                    try:
+                        m.check()
+                    except Exception:       # the monitor must outlive a bug in one check
+                        log.exception("%s: flow manager check failed", self.name)
                     after = m.topology
                 if after.id != before:
                     self.syslog(f"%FLOW-4-TOPOLOGY: topology {after.id}: {after.reason}")

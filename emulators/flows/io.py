@@ -101,7 +101,11 @@ class PacketIO:
                         except Exception:
                             log.exception("flow engine failed on a frame from %s", intf)
                             self._error("engine-exception")
-                tick()
+                try:
+                    tick()
+                except Exception:           # housekeeping must not stop the packet loop
+                    log.exception("flow engine housekeeping failed")
+                    self._error("tick-exception")
         finally:
             ep.close()
 

@@ -25,7 +25,9 @@ from twin.polling import wait_for
 from twin.traffic.iperf import BackgroundIperf, tcp_established
 from twin.traffic.probe import ProbeStream
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.lab("labs/cluster.yaml")]
+# never beside fig5 (see test_fig5.py): heartbeats of 100 ms
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.lab("labs/cluster.yaml"),
+              pytest.mark.xdist_group("cpu-heavy-or-timed")]
 
 SPOOF = Path(__file__).with_name("cluster_spoof.py")
 

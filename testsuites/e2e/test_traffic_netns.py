@@ -20,7 +20,8 @@ from netns_pair import NetnsPair, netns_pair
 from twin.traffic import IperfError, ProbeError, ProbeStream, iperf3, ping_mesh
 from twin.traffic.probe import outages_summary
 
-pytestmark = pytest.mark.e2e
+# never beside fig5 (see test_fig5.py): probes every 2 ms
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("cpu-heavy-or-timed")]
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from twin.cleanup import clean_lab, netns_inode
+from twin.datapath import reconfiguring
 from twin.errors import LabError
 from twin.lab import load_lab
 from twin.lab.loader import LabModel
@@ -257,6 +259,29 @@ class Lab(RunningLab):
         wait_listening(st.of_port, max(1.0, deadline - time.monotonic()), api_socket=Path(st.api_socket),
                        log=Path(st.controller_log))
         say("starting switches")
+        with reconfiguring(f"lab {spec.name} ({prefix}) booting"):
+            self._start_switches(st, switches, mn, mgmt_sw, grid, jumbo)
+
+        # 6. every switch seen by the controller
+        say(f"waiting for {len(switches)} switches to connect")
+        if switches:
+            self.controller.wait_connected(switches, max(1.0, deadline - time.monotonic()))
+        if grid is not None:
+            say(f"waiting for {len(spec.vlinks)} virtual link(s) to be programmed")
+            self.wait_vlinks(max(1.0, deadline - time.monotonic()))
+        if devices:
+            say(f"waiting for {len(devices)} device CLIs")
+            self.wait_devices(devices, max(1.0, deadline - time.monotonic()))
+        st.phase = "ready"
+        st.save()
+
+    def _start_switches(self, st: LabState, switches: list[str], mn: dict[str, Any], mgmt_sw: Any, grid: Any,
+                        jumbo: int) -> None:
+        """Bridges get their ports, port options and carrier: the part of a boot that stalls the
+        shared datapath (twin.datapath)."""
+        from mininet.node import OVSSwitch
+
+        spec, prefix = self.model.spec, st.prefix
         ctl = _RemoteController(st.of_port)
         for sw in switches:
             mn[sw].batch = True
@@ -284,19 +309,6 @@ class Lab(RunningLab):
         if root_ifs:
             subprocess.run(["ip", "-batch", "-"], input="".join(f"link set {n} up\n" for n in root_ifs),
                            text=True, check=True, capture_output=True, timeout=30)
-
-        # 6. every switch seen by the controller
-        say(f"waiting for {len(switches)} switches to connect")
-        if switches:
-            self.controller.wait_connected(switches, max(1.0, deadline - time.monotonic()))
-        if grid is not None:
-            say(f"waiting for {len(spec.vlinks)} virtual link(s) to be programmed")
-            self.wait_vlinks(max(1.0, deadline - time.monotonic()))
-        if devices:
-            say(f"waiting for {len(devices)} device CLIs")
-            self.wait_devices(devices, max(1.0, deadline - time.monotonic()))
-        st.phase = "ready"
-        st.save()
 
     def wait_vlinks(self, deadline_s: float) -> dict:
         """Wait until the virtual link manager has programmed every grid switch and every link."""

@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from twin.datapath import reconfiguring
 from twin.ports import release_ports
 from twin.registry import lab_dir
 from twin.state import LabState, pid_alive
@@ -149,26 +150,28 @@ def clean_lab(prefix: str, state: LabState | None = None, keep_dir: bool = False
                      or p in state.extra_pids]
     pids = sorted(set(lab_processes(inodes, prefix)) | {p for p in root_pids if pid_alive(p)})
     report.killed += _kill_all(pids)
-    _delete_netns(list(pinned))
+    # Namespaces going away take their veths, and so their switch ports, with them.
+    with reconfiguring(f"lab {prefix} tearing down"):
+        _delete_netns(list(pinned))
 
-    bridges = bridges_with_prefix(prefix)
-    if bridges:
-        cmd = ["ovs-vsctl", "--timeout=20"]
-        for br in bridges:
-            cmd += ["--", "--if-exists", "del-br", br]
-        subprocess.run(cmd, capture_output=True, timeout=30)
-        report.bridges = bridges
-    from pyroute2 import IPRoute
+        bridges = bridges_with_prefix(prefix)
+        if bridges:
+            cmd = ["ovs-vsctl", "--timeout=20"]
+            for br in bridges:
+                cmd += ["--", "--if-exists", "del-br", br]
+            subprocess.run(cmd, capture_output=True, timeout=30)
+            report.bridges = bridges
+        from pyroute2 import IPRoute
 
-    leftover = links_with_prefix(prefix)
-    if leftover:
-        with IPRoute() as ipr:
-            for name in leftover:
-                try:
-                    ipr.link("del", ifname=name)
-                    report.links.append(name)
-                except Exception:  # already gone with its peer
-                    pass
+        leftover = links_with_prefix(prefix)
+        if leftover:
+            with IPRoute() as ipr:
+                for name in leftover:
+                    try:
+                        ipr.link("del", ifname=name)
+                        report.links.append(name)
+                    except Exception:  # already gone with its peer
+                        pass
     release_ports(prefix)
     if not keep_dir:
         from twin.naming import mark_released

@@ -212,6 +212,18 @@ def probe(lab):
             pass
 
 
+@pytest.fixture
+def quiet_datapath(timings: Timings):
+    """For the whole test, no lab on this machine boots or is torn down (twin.datapath.quiet): a
+    test that claims traffic lost nothing must not count a stall another xdist worker's lab caused."""
+    from twin.datapath import quiet
+
+    with quiet() as waited:
+        if waited >= 0.1:
+            timings.record("waited for the switch datapath to be quiet", waited * 1000, "ms")
+        yield
+
+
 # ---- report labels and evidence ------------------------------------------------------------------
 def _labels(item: pytest.Item) -> None:
     from twin.evidence import allure

@@ -104,6 +104,7 @@ class ClusterManagerDevice(BaseDevice):
             t.start()
             self._threads.append(t)
         m.resume()
+        self._write_status()    # before the device reports ready: readers find a status at once
         self.syslog(f"%CLUSTER-5-START: cluster {plan.name} managed: {len(plan.members)} role(s), pool "
                     f"{', '.join(self._store.pool()) or '(empty)'}")
 

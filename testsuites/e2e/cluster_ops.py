@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from twin import clusterctl
+from twin.errors import LabError
 from twin.polling import wait_for
 
 MANAGER = "cm"
@@ -15,8 +16,15 @@ SERVER = ("srv1", "10.0.0.100")
 POOL_SIZE = 2
 
 
-def status(lab) -> dict[str, Any]:
-    return clusterctl.status(lab, MANAGER)
+def status(lab, timeout: float = 15.0) -> dict[str, Any]:
+    """The manager's status file; waited for while the manager (re)starts and has not written it."""
+    def read() -> dict[str, Any] | None:
+        try:
+            return clusterctl.status(lab, MANAGER)
+        except LabError:
+            return None
+
+    return wait_for(read, timeout, f"{MANAGER}'s cluster status file", interval=0.1)
 
 
 def holder(lab, role: str) -> str:

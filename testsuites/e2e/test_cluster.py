@@ -155,7 +155,7 @@ def test_two_concurrent_failures_go_to_two_spares(lab, healthy):
         repair(lab, f)
 
 
-def test_pool_exhausted_raises_an_alarm_and_disturbs_nothing_else(lab, healthy):
+def test_pool_exhausted_raises_an_alarm_and_disturbs_nothing_else(lab, healthy, quiet_datapath):
     spares = pool(lab)
     for s in spares:                                   # the operator empties the pool (claim 13)
         assert "removed from the pool" in clusterctl.run(lab, f"cluster pool remove {s}", MANAGER)

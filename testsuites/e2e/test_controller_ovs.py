@@ -24,6 +24,7 @@ import pytest
 from twin.controller_client import ControllerClient, ControllerError
 from twin.controller_process import (controller_log_problems, dump_flows, start_controller, stop_controller,
                                      wait_listening)
+from twin.datapath import reconfiguring
 from twin.ovs import ensure_ovs
 from twin.polling import wait_for as poll
 
@@ -116,13 +117,15 @@ class Lab:
             cmd += ["--", "add-port", self.bridge, self.ports[i],
                     "--", "set", "interface", self.ports[i], f"ofport_request={i}"]
         self.created_bridge = True
-        sh(*cmd)
+        with reconfiguring("test_controller_ovs bridge"):
+            sh(*cmd)
         disable_ipv6(self.bridge)  # the bridge's LOCAL device: stays down and address-less
 
     def teardown(self) -> None:
         errors = []
         if self.created_bridge:
-            res = sh("ovs-vsctl", "--if-exists", "del-br", self.bridge, check=False)
+            with reconfiguring("test_controller_ovs bridge"):
+                res = sh("ovs-vsctl", "--if-exists", "del-br", self.bridge, check=False)
             if res.returncode:
                 errors.append(res.stderr)
         for name in self.created_links:  # deleting one end of a veth deletes its peer
@@ -284,7 +287,8 @@ def test_controller_restart_keeps_rules_and_switch_reconnects(lab: Lab) -> None:
 def test_bridge_removal_is_seen_as_switch_leave(lab: Lab) -> None:
     """Runs last: removes the bridge (teardown tolerates that)."""
     cursor = lab.client.events()["next"]
-    sh("ovs-vsctl", "--if-exists", "del-br", lab.bridge)
+    with reconfiguring("test_controller_ovs bridge"):
+        sh("ovs-vsctl", "--if-exists", "del-br", lab.bridge)
     leave = lab.client.wait_event(cursor, 10, type="switch_leave", switch="s1")
     assert leave["dpid"] == lab.dpid
     assert lab.client.switches() == [{"name": "s1", "dpid": lab.dpid, "connected": False}]

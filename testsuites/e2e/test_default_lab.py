@@ -110,7 +110,7 @@ def test_port_status_event_reaches_the_api(lab):
         lab.faults.link_up("h3:eth1")
 
 
-def test_controller_restart_relearns_switches_and_keeps_rules(lab, timings):
+def test_controller_restart_relearns_switches_and_keeps_rules(lab, timings, quiet_datapath):
     lab.controller.add_flow("s2", priority=50, match={"in_port": "eth6"}, actions=[{"type": "OUTPUT", "port": "NORMAL"}],
                             cookie=0x55)
     old = lab.state.controller_pid

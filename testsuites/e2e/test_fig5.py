@@ -176,7 +176,7 @@ def test_flows_spread_by_policy(lab):
         assert abs(second[pair[0]] - second[pair[1]]) <= 0.2 * n, second
 
 
-def test_flows_sticky_and_symmetric(lab):
+def test_flows_sticky_and_symmetric(lab, quiet_datapath):
     """[0065], [0080]: every packet of a flow, both directions, crosses the same node in each cluster.
     From the transit nodes' own records (previous and next hop each way) and from captures of AD's
     side of VN-6: every frame of a flow went to one AD node's MAC, requests and replies alike."""
@@ -221,7 +221,7 @@ def test_flows_sticky_and_symmetric(lab):
 
 @pytest.mark.parametrize("cluster,victim,strategy", [("AD", "ad2", "redirect"), ("AE", "ae1", "backup"),
                                                       ("AF", "af1", "discard")])
-def test_node_failure_strategy(lab, timings, cluster, victim, strategy):
+def test_node_failure_strategy(lab, timings, quiet_datapath, cluster, victim, strategy):
     """[0085]: a node fails mid-flow. Flows that did not use it lose nothing at all; its own flows are
     redirected to another node of the cluster, taken over by their backup, or discarded, as the
     cluster is configured; the topology ID advances and new flows avoid the node."""

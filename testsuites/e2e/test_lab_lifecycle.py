@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from twin.cleanup import bridges_with_prefix, lab_processes, links_with_prefix, named_netns
+from twin.datapath import quiet
 from twin.pytest_plugin import boot_lab, release_lab
 from twin.state import LabState, pid_alive
 from twin.traffic.probe import ProbeStream
@@ -129,7 +130,8 @@ def test_two_labs_of_one_file_side_by_side_do_not_interfere():
     try:
         assert a.prefix != b.prefix and a.state.of_port != b.state.of_port
         assert a.address("h2") == b.address("h2")  # same plan, separate namespaces
-        with ProbeStream(b.nodes, "h1", "h2", b.address("h2"), interval_ms=5) as probe_b:
+        # quiet: a third lab booting on another worker would stall b's switch too (twin.datapath)
+        with quiet(), ProbeStream(b.nodes, "h1", "h2", b.address("h2"), interval_ms=5) as probe_b:
             probe_b.wait_until_flowing(10)
             a.faults.link_down("h2:eth1")
             assert a.nodes.run("h1", ["ping", "-c", "1", "-W", "1", a.address("h2")]).returncode != 0

@@ -60,25 +60,45 @@ class Faults:
         return Fault(kind, target, ev["time"], detail)
 
     # ---- links ----------------------------------------------------------------------------------
-    def _set_link(self, a: str, b: str | None, up: bool) -> tuple[str, float]:
-        link = self.lab.find_link(a, b)
+    def _set_links(self, links: list[Any], up: bool) -> float:
+        """Set links down or up at both ends, all at once: one `ip -batch` per namespace involved
+        (a power-off is one event, not one interface after another; on a loaded machine separate
+        commands spread it over hundreds of milliseconds, during which the node still talks on the
+        links not yet down). Returns the time stamped before the first command."""
         word = "up" if up else "down"
+        per_node: dict[str, list[str]] = {}
+        root: list[str] = []
+        for link in links:
+            for end in (link.a, link.b):
+                node, intf = end.split(":", 1)
+                st = self.lab.state.nodes.get(node)
+                if intf not in link.root_ifnames and st is not None and st.pid:  # in a node's namespace
+                    per_node.setdefault(node, []).append(intf)
+            root += link.root_ifnames
         # Stamped before the first command: on a loaded machine `ip link` can return after the
         # controller and the devices have already reacted, and their events must not predate the fault.
         t = time.time()
-        for end in (link.a, link.b):
-            node, intf = end.split(":", 1)
-            st = self.lab.state.nodes.get(node)
-            if intf not in link.root_ifnames and st is not None and st.pid:  # in a node's namespace
-                self.lab.nodes.run(node, ["ip", "link", "set", "dev", intf, word], timeout=10, check=True)
-        for name in link.root_ifnames:
-            subprocess.run(["ip", "link", "set", "dev", name, word], check=True, capture_output=True, timeout=10)
+        for node, intfs in per_node.items():
+            r = self.lab.nodes.run(node, ["ip", "-batch", "-"], timeout=10,
+                                   input="".join(f"link set dev {i} {word}\n" for i in intfs))
+            if r.returncode != 0:
+                raise LabError(f"could not set {', '.join(intfs)} {word} in {node}: {r.stderr.strip()}")
+        if root:
+            r = subprocess.run(["ip", "-batch", "-"], input="".join(f"link set dev {n} {word}\n" for n in root),
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                raise LabError(f"could not set {', '.join(root)} {word}: {r.stderr.strip()}")
         self.lab.reload()
+        keys = {(l.a, l.b) for l in links}
         for l in self.lab.state.links:
-            if (l.a, l.b) == (link.a, link.b):
+            if (l.a, l.b) in keys:
                 l.state = word
         self.lab.state.save()
-        return f"{link.a}--{link.b}", t
+        return t
+
+    def _set_link(self, a: str, b: str | None, up: bool) -> tuple[str, float]:
+        link = self.lab.find_link(a, b)
+        return f"{link.a}--{link.b}", self._set_links([link], up)
 
     def link_down(self, a: str, b: str | None = None) -> Fault:
         """Take a link down at both ends (carrier lost on both sides, as a pulled cable)."""
@@ -97,22 +117,18 @@ class Faults:
         links = self.lab.links_of(node)
         if not links:
             raise LabError(f"{node} has no links to power off")
-        t = None
-        for link in links:
-            _, tt = self._set_link(link.a, link.b, up=False)
-            t = t or tt
+        t = self._set_links(links, up=False)
         self.lab.reload()
         self.lab.state.nodes[node].admin = "powered-off"
         self.lab.state.save()
         f = self._record("power-off", node)
-        f.time = t or f.time
+        f.time = t
         return f
 
     def power_on(self, node: str, boot_timeout_s: float = 30.0) -> Fault:
         """Links back up; a device whose emulator is not running (killed, crashed) boots again,
         as a real one does at power-on."""
-        for link in self.lab.links_of(node):
-            self._set_link(link.a, link.b, up=True)
+        self._set_links(self.lab.links_of(node), up=True)
         self.lab.reload()
         self.lab.state.nodes[node].admin = "up"
         self.lab.state.save()

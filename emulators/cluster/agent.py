@@ -7,7 +7,8 @@ changes, "failing" and every config change on the event bus, and obeys the manag
   again, not applied twice.
 * `reload-default` (claims 6-7): fetch the cluster's default config, make it the startup-config
   and reload, so the element comes back clean and rejoins the pool.
-* `resync`: publish the whole running config (the manager's archive missed a change).
+* `resync`: publish the whole running config and the data MACs (the manager's archive missed a
+  change, or never got the hello).
 
 Active only on an element the lab put in a cluster (`cluster-agent.json` in its state directory).
 Sockets are ZeroMQ: one thread owns the PUB socket (queue + heartbeat timer), one the SUB socket.
@@ -36,6 +37,17 @@ log = logging.getLogger(__name__)
 _CLEAR_SECRET = re.compile(r"\b(secret|password|key)\s+(0\s+)?(?![57]\s)\S+", re.IGNORECASE)
 _NAVIGATION = re.compile(r"^\s*(exit|end|do\s|\^Z)", re.IGNORECASE)
 FETCH_TIMEOUT_S = 5.0
+
+
+def _quick_reconnect(sock: Any) -> None:
+    """An agent often starts before the lab's management switch forwards: its first TCP SYNs to
+    the manager are lost, and the kernel's SYN backoff (1 s, 2 s, ...) would leave it off the bus
+    for seconds. A connect that has not completed in 0.5 s is abandoned and retried instead."""
+    import zmq
+
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, 500)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
 
 
 def config_digest(config: str) -> str:
@@ -132,6 +144,7 @@ class ClusterAgent:
         pub = self._agent_zctx.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, 10000)
+        _quick_reconnect(pub)
         pub.connect(f"tcp://{plan.manager_ip}:{EVENTS_PORT}")
         secret = plan.secret.encode()
         hb = plan.hb_ms / 1000
@@ -204,6 +217,7 @@ class ClusterAgent:
         assert plan is not None
         sub = self._agent_zctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        _quick_reconnect(sub)
         for topic in (self.name, "all"):
             sub.setsockopt(zmq.SUBSCRIBE, f"{topic} ".encode())
         sub.connect(f"tcp://{plan.manager_ip}:{TRIGGER_PORT}")
@@ -245,11 +259,14 @@ class ClusterAgent:
             elif type_ == "resync":
                 with self.lock:
                     cfg = self.render_body()
-                self.agent_send("config-snapshot", config=cfg, digest=config_digest(cfg))
+                self.agent_send("config-snapshot", config=cfg, digest=config_digest(cfg), macs=self._data_macs())
         except Exception as exc:
             log.exception("%s: trigger %s", self.name, type_)
             if type_ == "clone":
-                self.agent_send("clone-failed", failover=body.get("failover"), error=f"{exc.__class__.__name__}: {exc}")
+                fid = body.get("failover")
+                if isinstance(fid, int) and not self._clones.get(fid):
+                    self._clones.pop(fid, None)     # not a clone: a repeated trigger tries again
+                self.agent_send("clone-failed", failover=fid, error=f"{exc.__class__.__name__}: {exc}")
 
     def _agent_clone(self, body: dict[str, Any]) -> None:
         fid = int(body["failover"])

@@ -155,15 +155,21 @@ class ClusterManager:
         if el["state"] == "active" and el["role"]:
             role = el["role"]
             r = self.store.roles()[role]
-            macs = {k: v for k, v in dict(b.get("macs") or {}).items()
-                    if k in (self.plan.elements[name].access_intf, self.plan.elements[name].network_intf)}
-            if not r["macs"] and macs:
-                self.store.set_macs(role, macs)
-                self._wake_sync()
+            self._learn_macs(name, role, b.get("macs"))
             if isinstance(b.get("config"), str) and b.get("digest") != r["digest"]:
                 self.store.snapshot(role, b["config"], str(b.get("digest")))
                 self.note("archive", f"role {role}: configuration archived from {name} ({len(b['config'])} bytes)", name)
         self._liveness(name, el, msg)
+
+    def _learn_macs(self, name: str, role: str, macs: Any) -> None:
+        """The role's data MACs, from the first element that reports them (the clones keep them)."""
+        if self.store.roles()[role]["macs"] or not isinstance(macs, dict):
+            return
+        e = self.plan.elements[name]
+        mine = {k: v for k, v in macs.items() if k in (e.access_intf, e.network_intf) and isinstance(v, str)}
+        if mine:
+            self.store.set_macs(role, mine)
+            self._wake_sync()
 
     def _on_heartbeat(self, msg: Message) -> None:
         name = msg.sender
@@ -174,7 +180,13 @@ class ClusterManager:
             r = self.store.roles()[el["role"]]
             d = msg.body.get("digest")
             now = self.clock()
-            if d and r["digest"] and d != r["digest"]:
+            if not r["digest"] or not r["macs"]:
+                # Its hello never arrived (sent before the bus connection settled): without an
+                # archive a failover could not clone this role, so ask for the config now.
+                if now - self._resync_asked.get(name, 0) > TRIGGER_RETRY_S:
+                    self._resync_asked[name] = now
+                    self.send(name, "resync", {"reason": "no configuration archived for role " + el["role"]})
+            elif d and r["digest"] and d != r["digest"]:
                 # A heartbeat can overtake the change it reflects (or trail it): only a mismatch
                 # that lasts means the archive missed something.
                 since = self._mismatch.setdefault(name, now)
@@ -241,8 +253,12 @@ class ClusterManager:
         el = self.store.element(msg.sender) or {}
         cfg = msg.body.get("config")
         if el.get("state") == "active" and el.get("role") and isinstance(cfg, str):
-            self.store.snapshot(el["role"], cfg, str(msg.body.get("digest")))
-            self.note("archive", f"role {el['role']}: configuration re-archived from {msg.sender}", msg.sender)
+            role = el["role"]
+            first = not self.store.roles()[role]["digest"]
+            self.store.snapshot(role, cfg, str(msg.body.get("digest")))
+            self.note("archive", f"role {role}: configuration {'archived' if first else 're-archived'} from "
+                                 f"{msg.sender}", msg.sender)
+            self._learn_macs(msg.sender, role, msg.body.get("macs"))
 
     def _on_clone_done(self, msg: Message) -> None:
         self._clone_answer(msg, True)
@@ -367,12 +383,13 @@ class ClusterManager:
             elif f.state == "selected":
                 if self.hold_after_select:
                     return
-                if not self._clone(f):
+                why = self._clone(f)
+                if why is not None:
                     with self.lock:
-                        self.store.set_state(f.substitute or "", "failed", "clone failed", failed=True)
+                        self.store.set_state(f.substitute or "", "failed", f"clone failed: {why}", failed=True)
                         self.store.advance(fid, "detected")
-                        self.note("clone", f"failover {fid}: {f.substitute} did not become a clone; choosing another",
-                                  f.substitute)
+                        self.note("clone", f"failover {fid}: {f.substitute} did not become a clone ({why}); "
+                                           "choosing another", f.substitute)
                     continue
                 f = self.store.advance(fid, "cloned")
             elif f.state == "cloned":
@@ -406,9 +423,10 @@ class ClusterManager:
             else:
                 return
 
-    def _clone(self, f: Failover) -> bool:
+    def _clone(self, f: Failover) -> str | None:
         """Trigger event to the substitute (claim 4): it fetches the role's initial and accumulated
-        config from the config server and becomes a logical clone. Retried until it answers."""
+        config from the config server and becomes a logical clone. Retried until it answers.
+        None once it is a clone, else why not."""
         role = self.store.roles()[f.role]
         ev = threading.Event()
         answer: dict[str, Any] = {}
@@ -422,13 +440,15 @@ class ClusterManager:
                 self.send(f.substitute or "", "clone", body)
                 if ev.wait(TRIGGER_RETRY_S):
                     break
+            if not answer:
+                return f"no answer in {CLONE_TIMEOUT_S:.0f} s"
             if not answer.get("ok"):
-                return False
+                return str(answer.get("error") or "it reported a failure")
             if isinstance(answer.get("config"), str):
                 self.store.snapshot(f.role, answer["config"], str(answer.get("digest")))
             self.note("clone", f"failover {f.id}: {f.substitute} is a clone of {f.failed} "
                                f"({answer.get('lines', '?')} config lines applied)", f.substitute)
-            return True
+            return None
         finally:
             self._clone_waits.pop(f.id, None)
 

@@ -390,6 +390,47 @@ def test_a_clone_done_from_the_wrong_element_is_ignored(tmp_path):
         r.close()
 
 
+def test_a_failed_clone_names_the_substitutes_reason_and_the_next_spare_is_tried(tmp_path):
+    r = Rig(tmp_path / "c.db", answer=None)
+    try:
+        all_heard(r)
+        f = r.m.fail("ne1", "power off")
+        wait_for(lambda: r.triggers("clone"), 5, "the clone trigger", 0.01)
+        r.m.on_message(r.seq("sp1").make("clone-failed", failover=f.id, error="HTTPError: HTTP Error 404: Not Found"),
+                       r.mgmt("sp1"))
+        wait_for(lambda: r.store.failover(f.id).substitute == "sp2", 5, "the next spare", 0.01)
+        (note,) = [t for k, t, _ in r.kinds("clone") if "did not become a clone" in t]
+        assert "sp1 did not become a clone (HTTPError: HTTP Error 404: Not Found)" in note, note
+        assert "HTTP Error 404" in r.store.element("sp1")["detail"]
+    finally:
+        r.close()
+
+
+# ------------------------------------------------------------------ an element whose hello was lost
+def test_a_lost_hello_is_asked_for_again_and_its_snapshot_archives_config_and_macs(rig):
+    """An element that joined the bus after its hellos (a slow management switch at boot) is only
+    heard by its heartbeats: the manager asks it for its config, which the failover will need."""
+    rig.hear("ne1")
+    (ask,) = rig.triggers("resync")
+    assert ask[0] == "ne1" and "no configuration archived for role ne1" in ask[2]["reason"]
+    rig.hear("ne1")
+    assert len(rig.triggers("resync")) == 1, "asked again only after a retry interval"
+    rig.advance(1.1)
+    rig.hear("ne1")
+    assert len(rig.triggers("resync")) == 2
+    macs = {"eth1": "02:00:0a:01:00:11", "eth2": "02:00:0a:01:00:01", "mgmt0": "02:99:00:00:00:01"}
+    rig.m.on_message(rig.seq("ne1").make("config-snapshot", config="hostname ne1\n!\nend\n", digest="d1", macs=macs),
+                     rig.mgmt("ne1"))
+    role = rig.store.roles()["ne1"]
+    assert role["initial"] == "hostname ne1\n!\nend\n" and role["digest"] == "d1"
+    assert role["macs"] == {"eth1": "02:00:0a:01:00:11", "eth2": "02:00:0a:01:00:01"}, "data interfaces only"
+    assert any("role ne1: configuration archived from ne1" in t for _, t, _ in rig.kinds("archive"))
+    rig.advance(1.1)
+    rig.m.on_message(rig.seq("ne1").make("heartbeat", digest="d1"), rig.mgmt("ne1"))
+    assert len(rig.triggers("resync")) == 2, "archived now: no more questions"
+    rig.no_errors()
+
+
 # ------------------------------------------------------------------ restart in the middle of a failover
 def test_a_restarted_manager_resumes_with_the_substitute_it_had_chosen(tmp_path):
     path = tmp_path / "cluster.db"

@@ -266,10 +266,11 @@ def test_node_failure_strategy(lab, timings, quiet_datapath, cluster, victim, st
             f"flow {sp} did not use {victim} yet moved: {before[sp]['route']} -> {after.get(sp, {}).get('route')}"
         spared_lost += r.lost
     timings.record(f"{cluster} {strategy}: probes lost by flows that did not use {victim}", spared_lost, unit="")
-    # These flows keep their route (checked above) and nearly always lose nothing. In some CI runs one
-    # of them (the stream's first flow, each time) lost 1-2 probes at the moment of the power-off, a
-    # cause not found yet (left open in the closing note); up to 3 probes in all are tolerated, and
-    # every loss is recorded in the report's timings.
+    # These flows keep their route (checked above) and lose nothing. Another worker's lab booting or
+    # tearing down used to stall the shared datapath here (up to 22 probes lost per flow); the
+    # quiet_datapath fixture now holds those off. The failed node's own ports going down happen in
+    # the same datapath, so a probe or two at that instant stays tolerated (3 in all), and every
+    # loss is recorded in the report's timings.
     assert spared_lost <= 3, f"flows that did not use {victim} lost {spared_lost} probes: " + \
         "; ".join(f"{sp}: {result.per_flow[index[sp]]}" for sp in spared if result.per_flow[index[sp]].lost)
     outages = []

@@ -16,6 +16,7 @@ from twin.state import pid_alive
 
 if TYPE_CHECKING:
     from twin.running import RunningLab
+    from twin.state import LinkState
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Faults:
         return Fault(kind, target, ev["time"], detail)
 
     # ---- links ----------------------------------------------------------------------------------
-    def _set_links(self, links: list[Any], up: bool) -> float:
+    def _set_links(self, links: list[LinkState], up: bool) -> float:
         """Set links down or up at both ends, all at once: one `ip -batch` per namespace involved
         (a power-off is one event, not one interface after another; on a loaded machine separate
         commands spread it over hundreds of milliseconds, during which the node still talks on the

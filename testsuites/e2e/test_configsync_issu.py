@@ -8,11 +8,12 @@ puts any image on the Standby, which is how an operator tries a pair of versions
 then a whole ISSU in IOS's order, and a rollback when nobody commits in time."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from rp_pair import force_switchover, image_of, last_state, pair_roles, show, wait_hot
+from rp_pair import HOT_DEADLINE_S, force_switchover, image_of, last_state, pair_roles, show, wait_hot
 from twin.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.configsync, pytest.mark.lab("labs/configsync.yaml")]
@@ -30,13 +31,30 @@ def issu(lab, node: str, cmd: str, confirm: bool = False) -> str:
         return out
 
 
-def load_on_standby(lab, active: str, standby: str, version: str) -> float:
+def load_on_standby(lab, active: str, standby: str, version: str, hot: bool = True) -> float:
+    """`issu loadversion`, returning once the Standby runs `version` (and is STANDBY HOT again,
+    if `hot`: it may already run that version, so the image alone does not show the reload is over)."""
     t = time.time()
     out = issu(lab, active, f"issu loadversion {version}")
     assert "executed successfully" in out, out
-    wait_for(lambda: any(e.get("image") == version for e in lab.device_events(standby, "rf-state", since=t)),
-             20, f"{standby} to come back with {version}")
+    wait_for(lambda: any(e.get("image") == version and (not hot or e.get("state") == "STANDBY HOT")
+                         for e in lab.device_events(standby, "rf-state", since=t)),
+             HOT_DEADLINE_S, f"{standby} to come back with {version}" + (" and be STANDBY HOT" if hot else ""))
     return t
+
+
+def abort_load(lab, active: str, standby: str) -> None:
+    """`issu abortversion` after a loadversion, returning once the Standby is back on its old image
+    (and HOT, unless that image is incompatible): until it reloads, its last state is still the
+    one from before the abort, so waiting for "HOT" alone could return before the reload began."""
+    t = time.time()
+    out = issu(lab, active, "issu abortversion")
+    m = re.search(r"reloaded with (\S+)", out)
+    assert "executed successfully" in out and m, out
+    old = m.group(1)
+    wait_for(lambda: any(e.get("image") == old and e.get("state") == "STANDBY HOT"
+                         for e in lab.device_events(standby, "rf-state", since=t)),
+             HOT_DEADLINE_S, f"{standby} to be STANDBY HOT again on {old} after the abort")
 
 
 def test_version_matrix_through_loadversion(lab):
@@ -51,20 +69,18 @@ def test_version_matrix_through_loadversion(lab):
     cfg = show(lab, standby, "show running-config")
     assert "logging 10.1.0.10" in cfg and "logging host" not in cfg and "logging server" not in cfg, cfg
     assert "spanning-tree portfast default" in cfg and " ip route-cache flow" in cfg, cfg
-    assert "executed successfully" in issu(lab, active, "issu abortversion")
+    abort_load(lab, active, standby)
 
     # same version
-    wait_hot(lab)
     load_on_standby(lab, active, standby, "15.2(1)SY")
     assert wait_hot(lab) == (active, standby)
     lists = show(lab, active, "show redundancy config-sync lists")
     assert "(ADL), 0 commands" in lists and "(SDL), 0 commands" in lists, lists
     assert "logging server 10.1.0.10" in show(lab, standby, "show running-config")
-    issu(lab, active, "issu abortversion")
+    abort_load(lab, active, standby)
 
     # incompatible image: non-stateful mode, the Standby never reaches HOT, runversion refused
-    wait_hot(lab)
-    t = load_on_standby(lab, active, standby, "15.4(1)SY")
+    t = load_on_standby(lab, active, standby, "15.4(1)SY", hot=False)
     wait_for(lambda: "Operating Redundancy Mode = rpr" in show(lab, active, "show redundancy"), 15, "RPR mode")
     red = show(lab, active, "show redundancy")
     assert "images incompatible" in red and "STANDBY COLD" in red, red
@@ -73,7 +89,7 @@ def test_version_matrix_through_loadversion(lab):
     assert "STANDBY HOT" not in states, states
     refused = issu(lab, active, "issu runversion")
     assert "not in STANDBY HOT" in refused and "incompatible" in refused, refused
-    issu(lab, active, "issu abortversion")
+    abort_load(lab, active, standby)
     assert wait_hot(lab) == (active, standby)
 
 

@@ -65,6 +65,26 @@ class IssuMixin:
             self.last_reload_reason = f"ISSU rollback to {old}"  # type: ignore[attr-defined]
             self.perform_reload()  # type: ignore[attr-defined]
 
+    def order_image(self, version: str) -> None:
+        """Tell the Standby to reload with `version`, and keep the order until it has reloaded: an
+        order sent while the channel is down (a peer lost for a moment) would be lost, and the
+        Standby would stay on its old image while the operator was told otherwise."""
+        now = time.time()
+        self._image_order: dict[str, Any] | None = {"image": version, "at": now, "id": f"{now:.6f}"}
+        self._send({"type": "load-image", "image": version, "order": self._image_order["id"]})  # type: ignore[attr-defined]
+
+    def check_image_order(self, hello: dict[str, Any]) -> None:
+        """On the Active, each hello from the Standby (the channel came back): a Standby booted
+        since the order has obeyed it; one that has not is sent the order again."""
+        o = getattr(self, "_image_order", None)
+        if not o or self.role != "active":  # type: ignore[attr-defined]
+            return
+        if float(hello.get("boot") or 0) >= o["at"]:
+            self._image_order = None
+            return
+        self.syslog(f"%ISSU-4-RESEND: Standby has not reloaded with {o['image']} yet; order sent again")  # type: ignore[attr-defined]
+        self._send({"type": "load-image", "image": o["image"], "order": o["id"]})  # type: ignore[attr-defined]
+
     def _write_boot_image(self, version: str) -> None:
         from .unit import BOOT_IMAGE_FILE
 
@@ -76,6 +96,10 @@ class IssuMixin:
         im = images.image(str(m["image"]))
         if self.role != "standby":  # type: ignore[attr-defined]
             return
+        order = m.get("order")
+        if order is not None and order == getattr(self, "_obeyed_order", None):
+            return                      # a repeat that crossed our reload: obeyed already
+        self._obeyed_order = order
         self._write_boot_image(im.version)
         self.syslog(f"%ISSU-5-LOADVERSION: Reloading with image {im.version}")  # type: ignore[attr-defined]
         self.last_reload_reason = f"ISSU load of {im.version}"  # type: ignore[attr-defined]
@@ -107,7 +131,7 @@ class IssuMixin:
             return
         self.issu.update({"state": "Load Version", "from": self.image.version, "to": im.version,  # type: ignore[attr-defined]
                           "standby_was": self.peer.get("image"), "accepted": False, "rollback_at": None})  # type: ignore[attr-defined]
-        self._send({"type": "load-image", "image": im.version})  # type: ignore[attr-defined]
+        self.order_image(im.version)
         self.syslog(f"%ISSU-5-LOADVERSION: Standby is reloading with {im.version}")  # type: ignore[attr-defined]
         ctx.print(f"% issu loadversion executed successfully, Standby is being reloaded with {im.version}")
 
@@ -142,7 +166,7 @@ class IssuMixin:
             ctx.print("% Standby RP is not present")
             return
         new = self.issu["to"]
-        self._send({"type": "load-image", "image": new})  # type: ignore[attr-defined]
+        self.order_image(new)
         self.init_issu()
         self.syslog(f"%ISSU-5-COMMITVERSION: Standby is reloading with {new}")  # type: ignore[attr-defined]
         ctx.print(f"% issu commitversion executed successfully, Standby is being reloaded with {new}")
@@ -153,7 +177,7 @@ class IssuMixin:
             return
         if self.issu["state"] == "Load Version":
             old = self.issu.get("standby_was") or self.issu["from"]
-            self._send({"type": "load-image", "image": old})  # type: ignore[attr-defined]
+            self.order_image(old)
             self.init_issu()
             ctx.print(f"% issu abortversion executed successfully, Standby is being reloaded with {old}")
             return

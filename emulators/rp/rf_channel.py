@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PORT = 7500
 MAX_LINE = 64 << 20           # a bulk sync of a large config is one message
 HB_S = 0.1
-DEAD_S = 0.5
+DEAD_S = 1.5                  # see emulators.rp.unit.DEAD_MS
 
 
 def sign(body: dict[str, Any], secret: bytes) -> bytes:

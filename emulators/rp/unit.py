@@ -47,6 +47,11 @@ RF_STATES = {"DISABLED": 1, "INITIALIZATION": 2, "NEGOTIATION": 3, "STANDBY COLD
              "STANDBY HOT": 8, "ACTIVE": 13}
 GARP_SCHEDULE_S = (0.0, 0.01, 0.03, 0.07, 0.15, 0.3)
 BOOT_WAIT_S = 1.5          # how long a booting unit looks for its peer before going active alone
+# A peer silent this long is down (a crashed one is seen at once: its connection closes). The pair
+# talks over the lab's management switch, and the machine's one userspace datapath stalls up to
+# about 0.9 s while other labs boot or tear down: a tighter deadline made Standbys take over from
+# healthy Actives. `dead_ms` in the unit's hardware settings overrides it.
+DEAD_MS = 1500
 HARDWARE_FILE = "redundancy.json"
 BOOT_IMAGE_FILE = "boot-image"
 
@@ -232,7 +237,7 @@ class RpUnit(IssuMixin, Router):
                 on_up=lambda: self._post(self._on_channel_up),
                 on_down=lambda why: self._post(lambda: self._on_channel_down(why)),
                 on_reject=lambda peer, reason, detail: self._post(lambda: self._on_reject(peer, reason, detail)),
-                hb_s=float(self.hw.get("hb_ms", 100)) / 1000, dead_s=float(self.hw.get("dead_ms", 500)) / 1000,
+                hb_s=float(self.hw.get("hb_ms", 100)) / 1000, dead_s=float(self.hw.get("dead_ms", DEAD_MS)) / 1000,
                 name=f"{self.name}-rf")
             self.channel.start()
         self._boot_timer = threading.Timer(float(self.hw.get("boot_wait_s", BOOT_WAIT_S)),
@@ -370,6 +375,9 @@ class RpUnit(IssuMixin, Router):
             # non-stateful takeover (RPR, or a Standby that never reached HOT): boot the config
             # this unit has in its own NVRAM
             self._load()
+        if was_standby:     # counted before the role shows: whoever sees ACTIVE sees the count too
+            self.switchovers += 1
+            self.last_switchover_reason = reason
         self.role = "active"
         self.gate.open = True
         self.apply_all()
@@ -378,8 +386,6 @@ class RpUnit(IssuMixin, Router):
         self.neg, self.line_sync = None, None
         self.operating_mode = "sso" if self.redundancy_mode == "sso" else "rpr"
         if was_standby:
-            self.switchovers += 1
-            self.last_switchover_reason = reason
             self.syslog(f"%RF-5-RF_RELOAD: {'Stateful' if stateful else 'Non-stateful'} switchover: {reason}")
         self._announce()
         ms = (time.monotonic() - t0) * 1000
@@ -434,6 +440,7 @@ class RpUnit(IssuMixin, Router):
     def _rx_hello(self, m: dict[str, Any]) -> None:
         self.peer = {k: m[k] for k in ("unit", "role", "image", "level", "state")}
         self.peer_state = str(m["state"])
+        self.check_image_order(m)
         prole = m["role"]
         if self.role == "active":
             if prole == "active":

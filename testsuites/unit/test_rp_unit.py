@@ -550,6 +550,33 @@ def test_issu_loadversion_unknown_image_lists_the_known_ones(pair):
     assert a.issu["state"] == "Init" and b.image.version == V3
 
 
+def test_an_issu_order_lost_on_the_channel_is_sent_again_when_the_standby_says_hello(pair):
+    """The Active said "executed successfully" but the channel dropped the load-image order (a peer
+    lost for a moment): the Standby's next hello shows it never reloaded, so it gets the order again;
+    a repeat of an order it already obeyed is ignored."""
+    a, b = pair(V3, V3)
+    real_send = a.channel.send
+    dropped: list[dict[str, Any]] = []
+
+    def lossy(body: dict[str, Any], conn: Any = None) -> bool:
+        if body.get("type") == "load-image" and not dropped:
+            dropped.append(body)
+            return False
+        return real_send(body, conn)
+
+    a.channel.send = lossy
+    booted = b.boot_time
+    assert "Standby is being reloaded with" in term(a).output(f"issu loadversion {V4}")
+    assert dropped and b.image.version == V3 and b.boot_time == booted
+    b._send_hello()                                  # as after the channel comes back
+    polled(lambda: b.image.version == V4 and b.boot_time != booted, "the standby reloaded with 15.4")
+    assert any("%ISSU-4-RESEND" in line for line in a.log.buffer), "the resend is logged"
+    again = b.boot_time
+    b._rx_load_image({"type": "load-image", "image": V4, "order": dropped[0]["order"]})
+    assert b.boot_time == again, "a repeated order reloaded the standby twice"
+    polled(lambda: a._image_order is None, "the order cleared once the standby's hello shows its new boot")
+
+
 @pytest.mark.parametrize("how", ["issu-loadversion", "reload-peer"])
 def test_in_process_reload_of_the_standby_renegotiates(pair, how):
     a, b = pair(V3, V3)

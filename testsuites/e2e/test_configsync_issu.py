@@ -44,9 +44,9 @@ def load_on_standby(lab, active: str, standby: str, version: str, hot: bool = Tr
 
 
 def abort_load(lab, active: str, standby: str) -> None:
-    """`issu abortversion` after a loadversion, returning once the Standby is back on its old image
-    (and HOT, unless that image is incompatible): until it reloads, its last state is still the
-    one from before the abort, so waiting for "HOT" alone could return before the reload began."""
+    """`issu abortversion` after a loadversion, returning once the Standby is HOT again on its old
+    image: until it reloads, its last state is still the one from before the abort, so waiting for
+    "HOT" alone could return before the reload began."""
     t = time.time()
     out = issu(lab, active, "issu abortversion")
     m = re.search(r"reloaded with (\S+)", out)
